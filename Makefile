@@ -1,0 +1,37 @@
+# project_christmas — every command runs in .venv, created by `make setup` when missing.
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+READY := $(VENV)/.ready
+
+.PHONY: setup test lint format demo bench up clean
+
+setup: $(READY)
+
+$(READY): requirements.txt requirements-dev.txt
+	bash .ci/system-packages
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(READY)
+
+test: $(READY)
+	$(PYTHON) -m pytest
+
+lint: $(READY)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(READY)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: $(READY)
+	@echo "make demo arrives with the spiders and the shop replica (issues 3 and 4)." >&2; exit 1
+
+bench: $(READY)
+	$(PYTHON) -m bench.storage_upserts
+
+up: $(READY)
+	@echo "make up arrives with the production issue (10)." >&2; exit 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,253 @@
+"""Item pipelines: normalize → validate → store.
+
+Normalize turns shop text into our types, validate drops what cannot be stored (with a reason,
+counted in the crawl stats), store writes batched upserts from a worker thread so the reactor
+never waits on PostgreSQL. Writes that keep failing go to a dead-letter file; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from itemadapter import ItemAdapter
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from christmas_spiders import normalize
+from christmas_spiders.config import Config
+from christmas_spiders.storage import deadletter, get_engine
+from christmas_spiders.storage.products import UpsertResult, upsert_products
+from christmas_spiders.vendors import VENDORS
+
+logger = logging.getLogger(__name__)
+
+FIRST_KEEPSAKE_YEAR = 1973
+MAX_PRICE = 100_000  # dollars; anything above is a parsing accident, not an ornament
+_NO_ARTIST = {"NA", "N/A", "NONE", "UNKNOWN", "-"}
+# PostgreSQL errors worth retrying: the connection, a deadlock, a serialization failure.
+_TRANSIENT_PGCODES = {"40P01", "40001"}
+
+
+def _stats_key(reason: str) -> str:
+    return "items_dropped/" + reason.replace(" ", "_")
+
+
+class Rejected(DropItem):
+    """An item dropped by our pipelines; ``reason`` is short and names the stats counter."""
+
+    def __init__(self, reason: str, item: Mapping[str, Any]) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {item.get('link') or item.get('name') or item!r}")
+
+
+class _Pipeline:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.config: Config = crawler.settings["CHRISTMAS_CONFIG"]
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> _Pipeline:
+        return cls(crawler)
+
+    def reject(self, reason: str, adapter: ItemAdapter) -> Rejected:
+        assert self.crawler.stats is not None
+        self.crawler.stats.inc_value(_stats_key(reason))
+        return Rejected(reason, adapter)
+
+
+class NormalizePipeline(_Pipeline):
+    """Prices to Decimal, availability to three words, SKUs upper-case, names clean."""
+
+    def process_item(self, item: Any) -> Any:
+        adapter = ItemAdapter(item)
+        get = adapter.get
+        try:
+            adapter["price"] = normalize.parse_price(get("price"))
+            adapter["regular_price"] = normalize.parse_price(get("regular_price"))
+        except ValueError:
+            raise self.reject("bad price", adapter) from None
+        if adapter["regular_price"] is not None and (
+            adapter["price"] is None or adapter["regular_price"] <= adapter["price"]
+        ):
+            adapter["regular_price"] = None  # not on sale: only a higher pre-sale price counts
+        adapter["name"] = normalize.clean_text(get("name"))
+        adapter["sku"] = normalize.clean_sku(get("sku"))
+        adapter["vendor_product_id"] = normalize.clean_text(get("vendor_product_id"))
+        adapter["availability_text"] = normalize.clean_text(get("availability_text"))
+        adapter["availability"] = normalize.availability_from_text(
+            get("availability")
+        ) or normalize.availability_from_text(adapter["availability_text"])
+        adapter["currency"] = (normalize.clean_text(get("currency")) or "USD").upper()
+        adapter["brand"] = normalize.clean_text(get("brand")) or "Hallmark"
+        adapter["link"] = normalize.clean_text(get("link"))
+        adapter["image_url"] = normalize.clean_text(get("image_url"))
+        artist = normalize.clean_text(get("artist"))
+        adapter["artist"] = None if artist and artist.upper() in _NO_ARTIST else artist
+        adapter["series"] = normalize.clean_text(get("series"))
+        if get("release_year") in (None, ""):
+            adapter["release_year"] = normalize.year_in_name(adapter["name"])
+        if not adapter["series"]:
+            series = normalize.series_from_name(adapter["name"])
+            if series:
+                adapter["series"], adapter["series_number"] = series
+        return item
+
+
+class ValidatePipeline(_Pipeline):
+    """Drop what must not be stored, with a reason that is logged and counted."""
+
+    def process_item(self, item: Any) -> Any:
+        adapter = ItemAdapter(item)
+        spider = self.crawler.spider
+        if adapter.get("vendor") not in VENDORS or (spider and adapter["vendor"] != spider.name):
+            raise self.reject("wrong vendor", adapter)
+        if not adapter.get("name"):
+            raise self.reject("no name", adapter)
+        link = urlsplit(adapter.get("link") or "")
+        if link.scheme not in ("http", "https") or not link.netloc:
+            raise self.reject("no link", adapter)
+        if adapter.get("availability") not in normalize.AVAILABILITY_VALUES:
+            raise self.reject("unknown availability", adapter)
+        try:
+            year = int(adapter.get("release_year"))
+        except (TypeError, ValueError):
+            raise self.reject("no release year", adapter) from None
+        if not FIRST_KEEPSAKE_YEAR <= year <= date.today().year + 1:
+            raise self.reject("release year out of range", adapter)
+        adapter["release_year"] = year
+        price = adapter.get("price")
+        if price is not None and price > MAX_PRICE:
+            raise self.reject("implausible price", adapter)
+        currency = adapter.get("currency") or ""
+        if len(currency) != 3 or not currency.isalpha():
+            raise self.reject("bad currency", adapter)
+        number = adapter.get("series_number")
+        if number is not None:
+            try:
+                adapter["series_number"] = int(number)
+            except (TypeError, ValueError):
+                raise self.reject("bad series number", adapter) from None
+        return item
+
+
+class StorePipeline(_Pipeline):
+    """Batched upserts in a worker thread, retried with backoff, dead-lettered as a last resort.
+
+    Items are buffered; a batch is written when it is full (the item that fills it waits,
+    which gives back-pressure), every ``store_flush_seconds``, and when the spider closes.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self.buffer: list[dict[str, Any]] = []
+        self.lock = asyncio.Lock()
+        self.dead_letter_path: Path | None = None
+        self.engine = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def open_spider(self) -> None:
+        self.engine = await asyncio.to_thread(get_engine, self.config)
+        self._ticker = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    async def process_item(self, item: Any) -> Any:
+        self.buffer.append(ItemAdapter(item).asdict())
+        if len(self.buffer) >= self.config.store_batch_size:
+            await self.flush()
+        return item
+
+    async def close_spider(self) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+        await self.flush()
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.store_flush_seconds)
+            await self.flush()
+
+    async def flush(self) -> None:
+        async with self.lock:
+            batch, self.buffer = self.buffer, []
+            if batch:
+                await asyncio.to_thread(self._write, batch)
+
+    # -- worker thread ------------------------------------------------------------------------
+
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        stats = self.crawler.stats
+        assert stats is not None
+        run_id = getattr(self.crawler.spider, "crawl_run_id", None)
+        try:
+            result = self._with_retries(lambda: self._upsert(batch, run_id))
+        except DBAPIError as error:
+            if self._is_transient(error):
+                self._dead_letter(batch, error)
+                return
+            # One bad row fails the whole statement: write the batch row by row to keep the rest.
+            result = UpsertResult()
+            for item in batch:
+                try:
+                    result += self._with_retries(lambda item=item: self._upsert([item], run_id))
+                except DBAPIError as row_error:
+                    self._dead_letter([item], row_error)
+        stats.inc_value("store/created", result.created)
+        stats.inc_value("store/updated", result.updated)
+        stats.inc_value("store/unchanged", result.unchanged)
+
+    def _upsert(self, items: list[dict[str, Any]], run_id: int | None) -> UpsertResult:
+        assert self.engine is not None
+        with self.engine.begin() as connection:
+            return upsert_products(connection, items, run_id)
+
+    @staticmethod
+    def _is_transient(error: DBAPIError) -> bool:
+        return (
+            isinstance(error, OperationalError)
+            or error.connection_invalidated
+            or getattr(error.orig, "pgcode", None) in _TRANSIENT_PGCODES
+        )
+
+    def _with_retries(self, write: Any) -> UpsertResult:
+        attempts = self.config.db_write_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return write()
+            except DBAPIError as error:
+                if not self._is_transient(error) or attempt == attempts:
+                    raise
+                delay = self.config.db_retry_backoff_seconds * 2 ** (attempt - 1)
+                logger.warning(
+                    "database write failed (attempt %d of %d), retrying in %.1f s: %s",
+                    attempt,
+                    attempts,
+                    delay,
+                    str(error.orig or error).strip().splitlines()[0],
+                )
+                self.crawler.stats.inc_value("store/retries")
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _dead_letter(self, items: list[dict[str, Any]], error: DBAPIError) -> None:
+        spider_name = self.crawler.spider.name if self.crawler.spider else "unknown"
+        if self.dead_letter_path is None:
+            self.dead_letter_path = deadletter.new_path(self.config.dead_letter_dir, spider_name)
+        reason = str(error.orig or error).strip().splitlines()[0]
+        deadletter.append(self.dead_letter_path, items, reason)
+        self.crawler.stats.inc_value("store/dead_lettered", len(items))
+        self.crawler.stats.set_value("store/dead_letter_file", str(self.dead_letter_path))
+        logger.error(
+            "could not store %d item(s) (%s); kept in %s — load them later with "
+            "`python -m christmas_spiders.storage replay %s`",
+            len(items),
+            reason,
+            self.dead_letter_path,
+            self.dead_letter_path,
+        )

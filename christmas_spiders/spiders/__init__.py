@@ -1,0 +1,1 @@
+"""One spider per shop; Scrapy's spider loader finds them here."""

@@ -1,0 +1,143 @@
+"""Engines and schema management: connect to DATABASE_URL or the embedded server, migrate."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from importlib import resources
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from psycopg2 import sql
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from christmas_spiders.config import Config
+from christmas_spiders.storage import embedded
+from christmas_spiders.storage.schema import vendors
+from christmas_spiders.vendors import VENDORS
+
+logger = logging.getLogger(__name__)
+logging.getLogger("alembic").setLevel(logging.WARNING)  # we log the outcome ourselves
+
+MIGRATIONS = resources.files("christmas_spiders.storage") / "migrations"
+HISTORY_TRIGGER = "products_history"
+# pg_advisory_xact_lock key that serialises concurrent `upgrade` runs ("xmas" in ASCII).
+_UPGRADE_LOCK = 0x786D6173
+
+
+class SchemaMismatch(RuntimeError):
+    """The database schema is not the one this code was written for."""
+
+
+def database_url(config: Config) -> str:
+    """The SQLAlchemy URL: DATABASE_URL (Heroku's postgres:// accepted) or the embedded server."""
+    if not config.database_url:
+        return embedded.start(config.data_dir)
+    url = make_url(config.database_url)
+    return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+
+
+@cache
+def _engine_for(url: str) -> Engine:
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(config: Config) -> Engine:
+    """One pooled engine per database for this process."""
+    return _engine_for(database_url(config))
+
+
+def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    alembic_config = AlembicConfig()
+    alembic_config.set_main_option("script_location", str(MIGRATIONS))
+    alembic_config.attributes["connection"] = connection
+    return alembic_config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head, "no migrations found"
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, config: Config) -> None:
+    """Create or upgrade the schema, (re)install the history trigger, register the vendors.
+
+    Idempotent, and safe when several processes start at once (an advisory lock serialises them).
+    """
+    with engine.begin() as connection:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK)))
+        before = current_revision(connection)
+        command.upgrade(_alembic_config(connection), "head")
+        _install_history_trigger(connection, config)
+        _register_vendors(connection)
+    if before != head_revision():
+        logger.info("schema upgraded from %s to %s", before or "nothing", head_revision())
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaMismatch unless the database is at this code's migration head."""
+    with engine.connect() as connection:
+        current = current_revision(connection)
+    if current != head_revision():
+        raise SchemaMismatch(
+            f"the database schema is at {current or 'nothing'}, this code needs {head_revision()}; "
+            "run `python -m christmas_spiders.storage upgrade`."
+        )
+
+
+def _trigger_arguments(config: Config) -> list[str]:
+    return [repr(config.suspicious_price_ratio), *config.audited_fields]
+
+
+def installed_trigger_arguments(connection: Connection) -> list[str] | None:
+    raw = connection.execute(
+        sa.text(
+            "SELECT tgargs FROM pg_trigger WHERE tgrelid = 'products'::regclass AND tgname = :name"
+        ),
+        {"name": HISTORY_TRIGGER},
+    ).scalar()
+    if raw is None:
+        return None
+    return bytes(raw).decode().split("\x00")[:-1]
+
+
+def _install_history_trigger(connection: Connection, config: Config) -> None:
+    wanted = _trigger_arguments(config)
+    if installed_trigger_arguments(connection) == wanted:
+        return
+    # CREATE TRIGGER takes literals only; the arguments are validated config values, and
+    # psycopg2.sql quotes them.
+    statement = sql.SQL(
+        "DROP TRIGGER IF EXISTS {name} ON products; "
+        "CREATE TRIGGER {name} AFTER INSERT OR UPDATE ON products "
+        "FOR EACH ROW EXECUTE FUNCTION record_product_change({arguments})"
+    ).format(
+        name=sql.Identifier(HISTORY_TRIGGER),
+        arguments=sql.SQL(", ").join(sql.Literal(argument) for argument in wanted),
+    )
+    cursor = connection.connection.dbapi_connection.cursor()
+    cursor.execute(statement)
+    logger.info("history trigger now records: %s", ", ".join(config.audited_fields))
+
+
+def _register_vendors(connection: Connection) -> None:
+    rows = [
+        {"id": vendor.id, "display_name": vendor.display_name, "base_url": vendor.base_url}
+        for vendor in VENDORS.values()
+    ]
+    statement = insert(vendors).values(rows)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[vendors.c.id],
+            set_={"display_name": statement.excluded.display_name},
+        )
+    )

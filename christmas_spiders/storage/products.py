@@ -1,0 +1,114 @@
+"""Writing products: batched upserts keyed by vendor + the shop's own product id.
+
+A product's identity is (vendor, vendor_key), where vendor_key is the shop's product id, or the
+canonical link when the page shows no id. Renames therefore update the row. An unchanged product
+only gets a new ``last_synced_at``; the history trigger compares audited fields, so it records
+nothing for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from christmas_spiders.storage.schema import products
+
+# The columns an item sets. Their change marks the product updated.
+ITEM_COLUMNS = (
+    "vendor_product_id",
+    "sku",
+    "name",
+    "price",
+    "regular_price",
+    "currency",
+    "availability",
+    "availability_text",
+    "release_year",
+    "brand",
+    "link",
+    "image_url",
+    "series",
+    "series_number",
+    "artist",
+)
+
+
+@dataclass
+class UpsertResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: UpsertResult) -> UpsertResult:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        return self
+
+
+def vendor_key(item: Mapping[str, Any]) -> str:
+    return str(item.get("vendor_product_id") or item["link"])
+
+
+def _rows(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per product identity (the last item wins), sorted so that concurrent writers
+    lock rows in the same order and cannot deadlock each other."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in items:
+        row = {column: item.get(column) for column in ITEM_COLUMNS}
+        row["vendor"] = item["vendor"]
+        row["vendor_key"] = vendor_key(item)
+        rows[row["vendor"], row["vendor_key"]] = row
+    return [rows[key] for key in sorted(rows)]
+
+
+def _upsert_statement(rows: list[dict[str, Any]]) -> sa.Executable:
+    statement = insert(products).values(rows)
+    new = statement.excluded
+    changed = sa.tuple_(*(products.c[column] for column in ITEM_COLUMNS)).is_distinct_from(
+        sa.tuple_(*(new[column] for column in ITEM_COLUMNS))
+    )
+    now = sa.func.now()
+    return statement.on_conflict_do_update(
+        index_elements=[products.c.vendor, products.c.vendor_key],
+        set_={
+            **{column: new[column] for column in ITEM_COLUMNS},
+            "last_synced_at": now,
+            "delisted_at": None,
+            "updated_at": sa.case((changed, now), else_=products.c.updated_at),
+        },
+    ).returning(
+        sa.literal_column("xmax = 0").label("created"),
+        (products.c.updated_at == now).label("touched"),
+    )
+
+
+def set_crawl_run(connection: Connection, crawl_run_id: int | None) -> None:
+    """Tag this transaction's history rows with the crawl run (read by the trigger)."""
+    connection.execute(
+        sa.select(sa.func.set_config("christmas.crawl_run_id", str(crawl_run_id or ""), True))
+    )
+
+
+def upsert_products(
+    connection: Connection, items: Iterable[Mapping[str, Any]], crawl_run_id: int | None = None
+) -> UpsertResult:
+    """Insert or update normalized items in one statement, inside the caller's transaction."""
+    rows = _rows(items)
+    result = UpsertResult()
+    if not rows:
+        return result
+    set_crawl_run(connection, crawl_run_id)
+    for created, touched in connection.execute(_upsert_statement(rows)):
+        if created:
+            result.created += 1
+        elif touched:
+            result.updated += 1
+        else:
+            result.unchanged += 1
+    return result

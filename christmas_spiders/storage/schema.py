@@ -1,0 +1,141 @@
+"""The database schema, defined once as SQLAlchemy Core tables.
+
+Alembic migrations (``storage/migrations``) create and evolve it; a test checks that the
+migrations and these tables agree. The history trigger lives in ``storage/sql``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+
+AVAILABILITY = ("available", "preorder", "unavailable")
+CHANGE_KINDS = ("listed", "changed", "delisted", "relisted")
+RUN_STATUSES = ("running", "finished", "failed")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+def _timestamp(name: str, nullable: bool = True, default_now: bool = False) -> Column:
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=func.now() if default_now else None,
+    )
+
+
+vendors = Table(
+    "vendors",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the spider name
+    Column("display_name", Text, nullable=False),
+    Column("base_url", Text, nullable=False),
+    _timestamp("last_synced_at"),
+)
+
+crawl_runs = Table(
+    "crawl_runs",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("spider", String(64), ForeignKey("vendors.id"), nullable=False),
+    Column("arguments", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _timestamp("started_at", nullable=False, default_now=True),
+    _timestamp("finished_at"),
+    Column("status", String(16), nullable=False, server_default="running"),
+    Column("close_reason", Text),
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("items_created", Integer, nullable=False, server_default="0"),
+    Column("items_updated", Integer, nullable=False, server_default="0"),
+    Column("items_unchanged", Integer, nullable=False, server_default="0"),
+    Column("items_dropped", Integer, nullable=False, server_default="0"),
+    Column("items_dead_lettered", Integer, nullable=False, server_default="0"),
+    Column("errors", Integer, nullable=False, server_default="0"),
+    Column("browser_renders", Integer, nullable=False, server_default="0"),
+    Column("stats", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    Index(None, "spider", "started_at"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("vendor", String(64), ForeignKey("vendors.id"), nullable=False),
+    Column("vendor_product_id", Text),
+    # Identity within the vendor: the shop's own product id, else the canonical link.
+    Column("vendor_key", Text, nullable=False),
+    Column("sku", Text),
+    Column("name", Text, nullable=False),
+    Column("price", Numeric(12, 2)),
+    Column("regular_price", Numeric(12, 2)),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("availability", String(16), nullable=False),
+    Column("availability_text", Text),
+    Column("release_year", Integer, nullable=False),
+    Column("brand", Text, nullable=False, server_default="Hallmark"),
+    Column("link", Text, nullable=False),
+    Column("image_url", Text),
+    Column("series", Text),
+    Column("series_number", Integer),
+    Column("artist", Text),
+    _timestamp("first_seen_at", nullable=False, default_now=True),
+    _timestamp("last_synced_at", nullable=False, default_now=True),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    _timestamp("delisted_at"),
+    UniqueConstraint("vendor", "vendor_key"),
+    CheckConstraint(_in("availability", AVAILABILITY), name="availability"),
+    CheckConstraint("price IS NULL OR price >= 0", name="price"),
+    CheckConstraint("regular_price IS NULL OR regular_price >= 0", name="regular_price"),
+    Index(None, "sku"),
+    Index(None, "vendor", "release_year"),
+    Index(None, "last_synced_at"),
+)
+
+product_changes = Table(
+    "product_changes",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # For `changed`: the audited column. For listed/delisted/relisted: NULL, and new_value
+    # holds a JSON snapshot of the audited fields at that moment.
+    Column("field", String(64)),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    _timestamp("changed_at", nullable=False, default_now=True),
+    Column("crawl_run_id", BigInteger, ForeignKey("crawl_runs.id", ondelete="SET NULL")),
+    Column("flags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    CheckConstraint(_in("kind", CHANGE_KINDS), name="kind"),
+    Index(None, "product_id", "id"),
+    Index(None, "crawl_run_id"),
+)

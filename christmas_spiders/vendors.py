@@ -1,0 +1,24 @@
+"""The three shops we track. The vendor id is the spider name and the `vendors.id` column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Vendor:
+    id: str
+    display_name: str
+    base_url: str  # the live shop's origin; configuration or `-a base_url=` may replace it
+
+
+VENDORS: dict[str, Vendor] = {
+    vendor.id: vendor
+    for vendor in (
+        Vendor("hookedonhallmark_com", "Hooked on Hallmark", "https://www.hookedonhallmark.com"),
+        Vendor("ornament_shop_com", "Ornament Shop", "https://www.ornament-shop.com"),
+        Vendor(
+            "hallmark_ornaments_com", "The Ornament Factory", "https://www.hallmarkornaments.com"
+        ),
+    )
+}

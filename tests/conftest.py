@@ -1,0 +1,94 @@
+"""Shared fixtures: a fresh PostgreSQL database per test, cloned from a migrated template.
+
+Tests talk to the real PostgreSQL at TEST_DATABASE_URL (default: the local server on 5432 with
+trust auth, as in CI). Each test gets its own database, created from a template that was
+migrated once per session, and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from christmas_spiders import config as config_module
+from christmas_spiders.config import Config
+from christmas_spiders.storage import database
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _url_for(name: str) -> str:
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def admin_engine() -> Iterator[Engine]:
+    url = make_url(ADMIN_URL).set(drivername="postgresql+psycopg2")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    yield engine
+    engine.dispose()
+
+
+def _load_config(**values: str) -> Config:
+    environ = {"ENV": "", "CONFIG_PATH": str(PROJECT_ROOT / "config" / "default.json")}
+    environ.update(values)
+    return config_module.load(environ)
+
+
+@pytest.fixture(scope="session")
+def template_database(admin_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
+    name = f"xmas_template_{uuid.uuid4().hex[:8]}"
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    settings = _load_config(
+        DATABASE_URL=_url_for(name), CHRISTMAS_DATA_DIR=str(tmp_path_factory.mktemp("data"))
+    )
+    engine = database.get_engine(settings)
+    database.upgrade(engine, settings)
+    engine.dispose()
+    yield name
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(admin_engine: Engine, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for this test (default audited fields)."""
+    name = f"xmas_test_{uuid.uuid4().hex[:12]}"
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    url = _url_for(name)
+    yield url
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, database_url: str) -> Callable[..., Config]:
+    """Config for this test's database; keyword arguments are env-style overrides."""
+
+    def make(**values: str) -> Config:
+        environ = {"DATABASE_URL": database_url, "CHRISTMAS_DATA_DIR": str(tmp_path / "data")}
+        environ.update(values)
+        return _load_config(**environ)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_config: Callable[..., Config]) -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def engine(settings: Config) -> Iterator[Engine]:
+    engine = database.get_engine(settings)
+    yield engine
+    engine.dispose()
