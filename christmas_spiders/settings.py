@@ -26,9 +26,12 @@ ROBOTSTXT_OBEY = True
 AUTOTHROTTLE_ENABLED = True
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
 
+# No remote access into a running crawler.
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 EXTENSIONS = {
     "scrapy.extensions.telnet.TelnetConsole": None,
+    "scrapy.extensions.remote_control.RemoteControl": None,
     "christmas_spiders.extensions.CrawlRunRecorder": 100,
 }
 ITEM_PIPELINES = {

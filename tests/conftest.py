@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from christmas_spiders import config as config_module
 from christmas_spiders.config import Config
-from christmas_spiders.storage import database
+from christmas_spiders.storage import database, embedded
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -92,3 +92,28 @@ def engine(settings: Config) -> Iterator[Engine]:
     engine = database.get_engine(settings)
     yield engine
     engine.dispose()
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of this test's own (the embedded one, in a temporary folder), which
+    the test may stop and start; the shared server is never touched."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.url = embedded.start(data_dir)
+        self._server = embedded.server_for(data_dir)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def start(self) -> None:
+        self._server.start()
+
+    def close(self) -> None:
+        self._server.cleanup()
+
+
+@pytest.fixture
+def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(tmp_path / "private")
+    yield server
+    server.close()

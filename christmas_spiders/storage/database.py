@@ -21,7 +21,6 @@ from christmas_spiders.storage.schema import vendors
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
-logging.getLogger("alembic").setLevel(logging.WARNING)  # we log the outcome ourselves
 
 MIGRATIONS = resources.files("christmas_spiders.storage") / "migrations"
 HISTORY_TRIGGER = "products_history"
@@ -35,9 +34,7 @@ class SchemaMismatch(RuntimeError):
 
 def database_url(config: Config) -> str:
     """The SQLAlchemy URL: DATABASE_URL (Heroku's postgres:// accepted) or the embedded server."""
-    if not config.database_url:
-        return embedded.start(config.data_dir)
-    url = make_url(config.database_url)
+    url = make_url(config.database_url or embedded.start(config.data_dir))
     return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 

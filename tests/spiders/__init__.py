@@ -1,0 +1,1 @@
+"""Spiders for tests only, loaded with `-s SPIDER_MODULES=tests.spiders`."""
