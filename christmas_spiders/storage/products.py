@@ -8,12 +8,13 @@ nothing for it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
 from christmas_spiders.storage.schema import products
@@ -67,8 +68,21 @@ def _rows(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [rows[key] for key in sorted(rows)]
 
 
-def _upsert_statement(rows: list[dict[str, Any]]) -> sa.Executable:
-    statement = insert(products).values(rows)
+def _upsert_statement() -> sa.Executable:
+    """INSERT … SELECT FROM jsonb_to_recordset(:rows) … ON CONFLICT DO UPDATE … RETURNING.
+
+    The rows travel as one JSON parameter, so the statement is compiled once and cached,
+    whatever the batch size (a VALUES list would be recompiled with every batch).
+    """
+    columns = ("vendor", "vendor_key", *ITEM_COLUMNS)
+    recordset = (
+        sa.func.jsonb_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text), JSONB))
+        .table_valued(*(sa.column(name, products.c[name].type) for name in columns))
+        .render_derived(with_types=True)
+    )
+    statement = insert(products).from_select(
+        columns, sa.select(*(recordset.c[name] for name in columns))
+    )
     new = statement.excluded
     changed = sa.tuple_(*(products.c[column] for column in ITEM_COLUMNS)).is_distinct_from(
         sa.tuple_(*(new[column] for column in ITEM_COLUMNS))
@@ -88,6 +102,9 @@ def _upsert_statement(rows: list[dict[str, Any]]) -> sa.Executable:
     )
 
 
+_UPSERT = _upsert_statement()
+
+
 def set_crawl_run(connection: Connection, crawl_run_id: int | None) -> None:
     """Tag this transaction's history rows with the crawl run (read by the trigger)."""
     connection.execute(
@@ -104,7 +121,7 @@ def upsert_products(
     if not rows:
         return result
     set_crawl_run(connection, crawl_run_id)
-    for created, touched in connection.execute(_upsert_statement(rows)):
+    for created, touched in connection.execute(_UPSERT, {"rows": json.dumps(rows, default=str)}):
         if created:
             result.created += 1
         elif touched:

@@ -24,9 +24,6 @@ DECLARE
     flags text[];
     change_id bigint;
 BEGIN
-    SELECT coalesce(jsonb_object_agg(name, new_row -> name), '{}'::jsonb)
-      INTO snapshot FROM unnest(audited) AS name;
-
     IF TG_OP = 'INSERT' THEN
         event := 'listed';
     ELSE
@@ -39,6 +36,8 @@ BEGIN
     END IF;
 
     IF event IS NOT NULL THEN
+        SELECT coalesce(jsonb_object_agg(name, new_row -> name), '{}'::jsonb)
+          INTO snapshot FROM unnest(audited) AS name;
         INSERT INTO product_changes (product_id, kind, new_value, crawl_run_id)
         VALUES (NEW.id, event, snapshot::text, run_id)
         RETURNING id INTO change_id;
