@@ -1,4 +1,5 @@
-"""`scrapy crawl`, exiting non-zero when the crawl run failed (e.g. items were dead-lettered)."""
+"""`scrapy crawl`, with spider arguments checked before the crawl starts, and a non-zero exit
+when the crawl run failed (e.g. items had to be dead-lettered)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
+from sqlalchemy.exc import SQLAlchemyError
 
+from christmas_spiders.arguments import ArgumentError
 from christmas_spiders.extensions import STATUS_STAT
 
 
@@ -14,7 +17,19 @@ class Command(ScrapyCrawl):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider name")
-        assert self.crawler_process
+        assert self.crawler_process and self.settings
+        spider_class = self.crawler_process.spider_loader.load(args[0])
+        check = getattr(spider_class, "check_arguments", None)
+        if check:
+            try:
+                check(opts.spargs, self.settings["CHRISTMAS_CONFIG"])
+            except ArgumentError as error:
+                raise UsageError(str(error), print_help=False) from None
+            except SQLAlchemyError as error:
+                raise UsageError(
+                    f"cannot check the arguments, the database is unavailable: {error.orig}",
+                    print_help=False,
+                ) from None
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
