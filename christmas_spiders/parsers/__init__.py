@@ -22,7 +22,7 @@ class Problem:
 class ProductPage:
     fields: dict[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
-    skipped: str | None = None  # why fields is None: "not_found", "soft_404", "no_name"
+    skipped: str | None = None  # why fields is None: "no_product" (soft 404…), "no_name"
 
     @classmethod
     def skip(cls, reason: str, problems: list[Problem] | None = None) -> ProductPage:

@@ -1,0 +1,82 @@
+"""hallmarkornaments.com: year index → year grid in view-all mode, rendered in the browser
+(§C4) → product pages over plain HTTP.
+
+The shop setting ``RENDER_YEAR_GRIDS`` (on) sends every year grid to the Selenium middleware.
+With it off, grids are fetched over HTTP and one that arrives unfilled is re-requested through
+the browser once (adaptive fetching, counted as ``render/adaptive``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import scrapy
+from scrapy.http import Response
+
+from christmas_spiders.parsers import ProductPage
+from christmas_spiders.parsers import hallmark_ornaments_com as parser
+from christmas_spiders.spiders._vendor import VendorSpider
+
+GRID_RENDER = {"wait_for": "#itemsBlock .product-item", "count_from": ".product-count"}
+MAX_LISTING_PAGES = 200
+
+
+def view_all(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode({"viewall": 1}), ""))
+
+
+class HallmarkOrnamentsSpider(VendorSpider):
+    name = "hallmark_ornaments_com"
+    year_index_path = "/Hallmark-Ornaments-By-Year_c_200.html"
+    custom_settings: ClassVar[dict] = {"RENDER_YEAR_GRIDS": True}
+
+    def year_links(self, response: Response) -> list[tuple[int, str]]:
+        return parser.year_links(response.selector, response.url)
+
+    def category_request(
+        self, url: str, year: int, page: int = 1, render: bool | None = None
+    ) -> scrapy.Request:
+        """A year grid: the first request asks for the view-all mode (every product on one page);
+        Next links are still followed where a shop ignores it."""
+        if render is None:
+            render = self.settings.getbool("RENDER_YEAR_GRIDS")
+        return scrapy.Request(
+            view_all(url) if page == 1 else url,
+            callback=self.parse_category,
+            cb_kwargs={"year": year, "page": page},
+            meta={"render": GRID_RENDER} if render else {},
+        )
+
+    def parse_category(
+        self, response: Response, year: int, page: int = 1
+    ) -> Iterable[scrapy.Request]:
+        rendered = "render" in response.meta
+        if not rendered and parser.grid_is_unfilled(response.selector):
+            self.crawler.stats.inc_value("render/adaptive")
+            yield response.request.replace(
+                meta={**response.meta, "render": GRID_RENDER}, dont_filter=True
+            )
+            return
+        listing = parser.parse_listing(response.selector, response.url)
+        whole_year = page == 1 and not listing.next_page
+        if whole_year and len(listing.products) < (listing.expected_count or 0):
+            self.crawler.stats.inc_value("pages/problems/grid_short")
+            self.logger.warning(
+                "%s: grid shows %d of %d products",
+                response.url,
+                len(listing.products),
+                listing.expected_count,
+            )
+        for url in listing.products:
+            yield scrapy.Request(url, callback=self.parse_product, cb_kwargs={"year": year})
+        if listing.next_page:
+            if page < MAX_LISTING_PAGES:
+                yield self.category_request(listing.next_page, year, page + 1, render=rendered)
+            else:
+                self.logger.warning("%s: stopped paging after %d pages", response.url, page)
+
+    def parse_product_page(self, response: Response) -> ProductPage:
+        return parser.parse_product(response.selector, response.url)
