@@ -20,11 +20,22 @@ COMMANDS_MODULE = "christmas_spiders.commands"
 LOG_INSTALL_ROOT_HANDLER = False
 LOG_LEVEL = CHRISTMAS_CONFIG.log_level
 
-# Politeness.
+# Politeness: robots.txt, AutoThrottle, a few requests at a time per shop, and retries that
+# back off (Retry-After honoured) for 5xx, 429 and timeouts.
 USER_AGENT = f"project_christmas/0.1 (+{CHRISTMAS_CONFIG.contact_url})"
 ROBOTSTXT_OBEY = True
 AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_TIMEOUT = 30
+RETRY_TIMES = 4
+RETRY_BACKOFF_BASE = 1.0
+RETRY_BACKOFF_MAX = 60.0
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "christmas_spiders.middlewares.BackoffRetryMiddleware": 550,
+}
 
 # No remote access into a running crawler.
 TELNETCONSOLE_ENABLED = False

@@ -20,6 +20,8 @@ from christmas_spiders import config as config_module
 from christmas_spiders.config import Config
 from christmas_spiders.storage import database, embedded
 
+pytest_plugins = ["tests.replica.pytest_plugin"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -16,8 +16,9 @@ def scrapy_crawl(
     arguments: dict[str, str] | None = None,
     settings: dict[str, str] | None = None,
     timeout: float = 120,
+    extra: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "scrapy", "crawl", spider]
+    command = [sys.executable, "-m", "scrapy", "crawl", spider, *(extra or [])]
     for key, value in (settings or {}).items():
         command += ["-s", f"{key}={value}"]
     for key, value in (arguments or {}).items():

@@ -1,7 +1,8 @@
 """hallmarkornaments.com: year index → year grid in view-all mode, rendered in the browser
 (§C4) → product pages over plain HTTP.
 
-The shop setting ``RENDER_YEAR_GRIDS`` (on) sends every year grid to the Selenium middleware.
+The shop setting ``RENDER_YEAR_GRIDS`` (on) sends every year grid to the Selenium middleware;
+``LISTING_VIEW_ALL`` (on) asks for the one-page view-all mode, off follows Next links.
 With it off, grids are fetched over HTTP and one that arrives unfilled is re-requested through
 the browser once (adaptive fetching, counted as ``render/adaptive``).
 """
@@ -43,8 +44,9 @@ class HallmarkOrnamentsSpider(VendorSpider):
         Next links are still followed where a shop ignores it."""
         if render is None:
             render = self.settings.getbool("RENDER_YEAR_GRIDS")
+        use_view_all = page == 1 and self.settings.getbool("LISTING_VIEW_ALL", True)
         return scrapy.Request(
-            view_all(url) if page == 1 else url,
+            view_all(url) if use_view_all else url,
             callback=self.parse_category,
             cb_kwargs={"year": year, "page": page},
             meta={"render": GRID_RENDER} if render else {},

@@ -1,5 +1,9 @@
 """hookedonhallmark.com: year index → year category (→ View All sub-category, or the
-category's ?viewall=1 mode, or Next pages) → product pages. All static HTML."""
+category's ?viewall=1 mode, or Next pages) → product pages. All static HTML.
+
+Setting ``LISTING_VIEW_ALL`` (on): read a paged category through its one-page view-all mode;
+off, follow its Next links page by page.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ class HookedOnHallmarkSpider(VendorSpider):
             elif not listing.products:
                 for url in listing.subcategories:
                     yield self.category_request(url, year, depth + 1)
-        if page == 1 and listing.view_all:
+        if page == 1 and listing.view_all and self.settings.getbool("LISTING_VIEW_ALL", True):
             # One page with every product instead of paging (page 0: view-all mode, no paging).
             yield self.category_request(listing.view_all, year, depth, page=0)
         elif page and listing.next_page:
