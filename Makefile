@@ -25,7 +25,7 @@ format: $(READY)
 	$(VENV)/bin/ruff check --fix .
 
 demo: $(READY)
-	@echo "make demo arrives with the spiders and the shop replica (issues 3 and 4)." >&2; exit 1
+	$(PYTHON) demo.py
 
 bench: $(READY)
 	$(PYTHON) -m bench.storage_upserts
