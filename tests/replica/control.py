@@ -1,0 +1,182 @@
+"""The control API under /__replica__/ on every shop origin (no spider follows it; robots.txt
+disallows it). It reads the ground truth and changes the running shop:
+
+    GET  /__replica__/health
+    GET  /__replica__/catalog[?offset=&limit=]   ground truth of this shop (with overrides)
+    GET  /__replica__/catalog/<vendor_product_id>
+    POST /__replica__/products/<vendor_product_id>  {"price": "12.50", "regular_price": null,
+         "msrp": ..., "availability": "unavailable", "availability_text": ..., "name": ...,
+         "sku": ..., "gone": true}
+    POST /__replica__/throttle   {"every": 5, "burst": 0, "status": 429, "retry_after": 1}
+    POST /__replica__/latency    {"ms": 200}
+    GET  /__replica__/stats      request counts by path kind and status
+    POST /__replica__/reset      drop overrides, counts, throttle and latency changes
+
+Every answer is JSON; errors are {"error": "<one sentence>"} with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .catalog import category_record, product_record
+from .models import AVAILABLE, EXPECT_GONE, EXPECT_ITEM, PREORDER, STATUS_OK, UNAVAILABLE
+from .products import AVAILABILITY_TEXTS
+from .shops.base import Shop
+from .state import Throttle
+
+PREFIX = "/__replica__"
+_PRODUCT = re.compile(r"/(?:catalog|products)/(\d+)")
+_OVERRIDABLE = {"price", "regular_price", "msrp", "availability", "availability_text", "name"}
+_OVERRIDABLE |= {"sku", "gone"}
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status, content_type="application/json")
+
+
+def handle(shop: Shop, request: Request) -> Response:
+    origin = request.host_url.rstrip("/")
+    path = request.path.removeprefix(PREFIX)
+    try:
+        return _route(shop, request, origin, path)
+    except ControlError as error:
+        return _json({"error": str(error)}, error.status)
+
+
+def _route(shop: Shop, request: Request, origin: str, path: str) -> Response:
+    state = shop.state
+    method = request.method
+    product_match = _PRODUCT.fullmatch(path)
+    if (method, path) == ("GET", "/health"):
+        return _json({"vendor": shop.vendor, "ok": True, "size": len(shop.catalog)})
+    if (method, path) == ("GET", "/catalog"):
+        return _json(_catalog(shop, request, origin))
+    if (method, path) == ("GET", "/stats"):
+        return _json({"vendor": shop.vendor, **state.stats()})
+    if (method, path) == ("POST", "/reset"):
+        state.reset()
+        return _json({"vendor": shop.vendor, "reset": True})
+    if (method, path) == ("POST", "/throttle"):
+        state.set_throttle(_throttle(_body(request)))
+        return _json({"vendor": shop.vendor, "throttle": state.throttle.as_json()})
+    if (method, path) == ("POST", "/latency"):
+        milliseconds = _body(request).get("ms", 0)
+        if not isinstance(milliseconds, int) or milliseconds < 0:
+            raise ControlError(400, "latency 'ms' must be a non-negative integer")
+        state.latency_ms = milliseconds
+        return _json({"vendor": shop.vendor, "latency_ms": milliseconds})
+    if product_match and method in ("GET", "POST"):
+        product = state.by_id(product_match[1])
+        if product is None:
+            raise ControlError(404, f"{shop.vendor} has no product {product_match[1]}")
+        if method == "POST" and path.startswith("/products/"):
+            product = state.override(product.index, _changes(shop, _body(request)))
+        return _json(product_record(shop.catalog, product, origin))
+    raise ControlError(404, f"no control endpoint {method} {PREFIX}{path}")
+
+
+def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(request.get_data(as_text=True) or "{}")
+    except ValueError:
+        raise ControlError(400, "the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ControlError(400, "the request body must be a JSON object")
+    return body
+
+
+def _catalog(shop: Shop, request: Request, origin: str) -> dict[str, Any]:
+    catalog = shop.catalog
+    offset = request.args.get("offset", "0")
+    limit = request.args.get("limit", str(len(catalog)))
+    if not (offset.isdigit() and limit.isdigit()):
+        raise ControlError(400, "offset and limit must be non-negative integers")
+    start, stop = int(offset), int(offset) + int(limit)
+    return {
+        "vendor": shop.vendor,
+        "origin": origin,
+        "seed": catalog.seed,
+        "size": len(catalog),
+        "offset": start,
+        "index_url": origin + catalog.index.path,
+        "categories": [category_record(c, origin) for c in catalog.categories.values()],
+        "pages": [
+            {"edge_case": case.edge_case, "path": case.path, "note": case.note}
+            for case in catalog.layout.page_cases
+        ],
+        "edge_cases": catalog.edge_case_coverage(),
+        "products": [
+            product_record(catalog, shop.state.product(index), origin)
+            for index in range(start, min(stop, len(catalog)))
+        ],
+    }
+
+
+def _price(name: str, value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ControlError(400, f'{name} must be a decimal string such as "12.50"') from None
+    if not amount.is_finite() or amount < 0:
+        raise ControlError(400, f"{name} must be a non-negative amount")
+    return amount.quantize(Decimal("0.01")) if amount else None
+
+
+def _changes(shop: Shop, body: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - _OVERRIDABLE)
+    if unknown:
+        raise ControlError(
+            400, f"cannot change {', '.join(unknown)}; allowed: {', '.join(sorted(_OVERRIDABLE))}"
+        )
+    changes: dict[str, Any] = {}
+    for name in ("price", "regular_price", "msrp"):
+        if name in body:
+            changes[name] = _price(name, body[name])
+    if "availability" in body:
+        availability = body["availability"]
+        if availability not in (AVAILABLE, PREORDER, UNAVAILABLE):
+            raise ControlError(400, "availability must be available, preorder or unavailable")
+        changes["availability"] = availability
+        changes["availability_text"] = AVAILABILITY_TEXTS[shop.vendor][availability]
+    for name, field in (("availability_text", "availability_text"), ("name", "raw_name")):
+        if name in body:
+            if not isinstance(body[name], str) or not body[name].strip():
+                raise ControlError(400, f"{name} must be a non-empty string")
+            changes[field] = body[name]
+    if "sku" in body:
+        if body["sku"] is not None and not isinstance(body["sku"], str):
+            raise ControlError(400, "sku must be a string or null")
+        changes["raw_sku"] = body["sku"]
+    if "gone" in body:
+        gone = bool(body["gone"])
+        changes["status"] = shop.deleted_status if gone else STATUS_OK
+        changes["expect"] = EXPECT_GONE if gone else EXPECT_ITEM
+    return changes
+
+
+def _throttle(body: dict[str, Any]) -> Throttle:
+    every, burst = body.get("every"), body.get("burst", 0)
+    status, retry_after = body.get("status", 429), body.get("retry_after", 1)
+    if every is not None and (not isinstance(every, int) or every < 1):
+        raise ControlError(400, "throttle 'every' must be a positive integer or null")
+    if not isinstance(burst, int) or burst < 0:
+        raise ControlError(400, "throttle 'burst' must be a non-negative integer")
+    if status not in (429, 503):
+        raise ControlError(400, "throttle 'status' must be 429 or 503")
+    if not isinstance(retry_after, int) or retry_after < 0:
+        raise ControlError(400, "throttle 'retry_after' must be a non-negative integer")
+    return Throttle(every=every, burst=burst, status=status, retry_after=retry_after)

@@ -1,0 +1,123 @@
+"""What changes while a replica runs: product overrides, throttling, latency, request counts.
+
+One `ShopState` per shop origin. The generated catalog stays immutable; an override is a small
+dict of field changes applied whenever the product is read, so the control API can change a
+price in a 20,000-product catalog without touching anything else.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .catalog import ShopCatalog
+from .models import Product
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Answer `status` with Retry-After to every `every`-th request and to the next `burst`."""
+
+    every: int | None = None
+    burst: int = 0
+    status: int = 429
+    retry_after: int = 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "every": self.every,
+            "burst": self.burst,
+            "status": self.status,
+            "retry_after": self.retry_after,
+        }
+
+
+class ShopState:
+    def __init__(self, catalog: ShopCatalog, latency_ms: int = 0, throttle: Throttle | None = None):
+        self.catalog = catalog
+        self._default_latency_ms = latency_ms
+        self._default_throttle = throttle or Throttle()
+        self._lock = threading.Lock()
+        self.overrides: dict[int, dict[str, Any]] = {}
+        self.latency_ms = latency_ms
+        self.throttle = self._default_throttle
+        self._burst_left = self.throttle.burst
+        self._seen = 0
+        self._by_kind: Counter[str] = Counter()
+        self._by_status: Counter[str] = Counter()
+        self._throttled = 0
+
+    # --- products ---------------------------------------------------------------------------
+
+    def product(self, index: int) -> Product:
+        product = self.catalog.product(index)
+        changes = self.overrides.get(index)
+        return replace(product, **changes) if changes else product
+
+    def by_id(self, product_id: int | str) -> Product | None:
+        product = self.catalog.by_id(product_id)
+        return None if product is None else self.product(product.index)
+
+    def by_path(self, path: str) -> Product | None:
+        product = self.catalog.by_path(path)
+        return None if product is None else self.product(product.index)
+
+    def listing(self, key: str, start: int = 0, stop: int | None = None) -> list[Product]:
+        return [self.product(i) for i in self.catalog.categories[key].indices(start, stop)]
+
+    def override(self, index: int, changes: dict[str, Any]) -> Product:
+        with self._lock:
+            merged = {**self.overrides.get(index, {}), **changes}
+            self.overrides[index] = merged
+        return self.product(index)
+
+    # --- throttling, latency, stats -----------------------------------------------------------
+
+    def set_throttle(self, throttle: Throttle) -> None:
+        with self._lock:
+            self.throttle = throttle
+            self._burst_left = throttle.burst
+            self._seen = 0
+
+    def take_throttle(self) -> Throttle | None:
+        """Count one shop request; the throttle to answer it with, or None to serve it."""
+        with self._lock:
+            self._seen += 1
+            throttle = self.throttle
+            hit = False
+            if self._burst_left > 0:
+                self._burst_left -= 1
+                hit = True
+            elif throttle.every and self._seen % throttle.every == 0:
+                hit = True
+            if hit:
+                self._throttled += 1
+            return throttle if hit else None
+
+    def record(self, kind: str, status: int) -> None:
+        with self._lock:
+            self._by_kind[kind] += 1
+            self._by_status[str(status)] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "total": sum(self._by_kind.values()),
+                "by_kind": dict(self._by_kind),
+                "by_status": dict(self._by_status),
+                "throttled": self._throttled,
+            }
+
+    def reset(self) -> None:
+        """Back to the state the replica started with: no overrides, no counts."""
+        with self._lock:
+            self.overrides.clear()
+            self.latency_ms = self._default_latency_ms
+            self.throttle = self._default_throttle
+            self._burst_left = self.throttle.burst
+            self._seen = 0
+            self._by_kind.clear()
+            self._by_status.clear()
+            self._throttled = 0
