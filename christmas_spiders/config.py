@@ -157,6 +157,9 @@ class Config:
     db_retry_backoff_seconds: float = _option(0.5, _number(float, 0.0, 60.0))
     contact_url: str = _option("https://github.com/dannykspaw/project_christmas", _text)
     vendors: Mapping[str, Mapping[str, str]] = _option({}, _vendors)
+    # A year whose crawl found fewer products than this share of the last complete crawl of
+    # it delists nothing (the crawl looks incomplete).
+    delist_min_ratio: float = _option(0.5, _number(float, 0.0, 1.0))
 
     @property
     def dead_letter_dir(self) -> Path:

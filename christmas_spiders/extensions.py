@@ -16,10 +16,11 @@ from typing import Any
 
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.config import Config
-from christmas_spiders.storage import get_engine, runs, upgrade
+from christmas_spiders.storage import delisting, get_engine, runs, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,10 @@ STATUS_STAT = "crawl_run/status"
 def _json_safe(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(item) for item in value]
     if isinstance(value, int | float | str | bool) or value is None:
         return value
     return str(value)
@@ -82,7 +87,7 @@ class CrawlRunRecorder:
         stats.set_value(STATUS_STAT, status)
         counters = self._counters()
         try:
-            changes = await asyncio.to_thread(self._close_run, status, reason, counters)
+            changes = await asyncio.to_thread(self._close_run, spider, status, reason, counters)
         except SQLAlchemyError as error:
             logger.error(
                 "could not record the end of crawl run %s: %s",
@@ -105,10 +110,14 @@ class CrawlRunRecorder:
             "browser_renders": stats.get("selenium/renders", 0),
         }
 
-    def _close_run(self, status: str, reason: str, counters: dict[str, int]) -> dict[str, int]:
+    def _close_run(
+        self, spider: Spider, status: str, reason: str, counters: dict[str, int]
+    ) -> dict[str, int]:
         assert self.run_id is not None
-        stats = {key: _json_safe(value) for key, value in self.crawler.stats.get_stats().items()}
         with get_engine(self.config).begin() as connection:
+            if status == "finished" and not getattr(spider, "run_id", None):
+                self._delist(connection, spider)
+            stats = {k: _json_safe(v) for k, v in self.crawler.stats.get_stats().items()}
             runs.finish_run(
                 connection,
                 self.run_id,
@@ -118,6 +127,50 @@ class CrawlRunRecorder:
                 stats=stats,
             )
             return runs.count_changes(connection, self.run_id)
+
+    def _delist(self, connection: Connection, spider: Spider) -> None:
+        """After a complete crawl, delist what it no longer found (see storage.delisting).
+
+        Only the process that started the run delists; workers that joined it do not.
+        """
+        stats, vendor = self.crawler.stats, spider.name
+        target = getattr(spider, "target", None)
+        if target is None:
+            return
+        if target.mode in ("url", "product_id"):
+            if spider.product_gone:
+                count = delisting.delist_product(
+                    connection,
+                    vendor,
+                    self.run_id,
+                    link=target.url,
+                    product_id=target.product_id,
+                )
+                stats.set_value("delisted", count)
+            return
+        started = runs.started_at(connection, self.run_id)
+        seen = delisting.seen_per_year(connection, vendor, spider.years_crawled, started)
+        seen.update({year: seen.get(year, 0) for year in spider.years_crawled})
+        previous = delisting.previous_counts(connection, vendor, self.run_id)
+        ratio = self.config.delist_min_ratio
+        complete = []
+        for year, count in sorted(seen.items()):
+            if count < ratio * previous.get(year, 0):
+                stats.inc_value("delisted/skipped_incomplete_years")
+                logger.warning(
+                    "%s %d looks incomplete (%d products, %d last time): nothing delisted",
+                    vendor,
+                    year,
+                    count,
+                    previous[year],
+                )
+            else:
+                complete.append(year)
+        stats.set_value(delisting.SEEN_STAT, {str(year): seen[year] for year in complete})
+        stats.set_value(
+            "delisted",
+            delisting.delist_unseen(connection, vendor, complete, started, self.run_id),
+        )
 
     def _summary(
         self,
@@ -139,7 +192,8 @@ class CrawlRunRecorder:
             + f": {status} ({reason})",
             f"items     {counters['items_created']} created, {counters['items_updated']} updated, "
             f"{counters['items_unchanged']} unchanged, {counters['items_dropped']} dropped, "
-            f"{counters['items_dead_lettered']} dead-lettered",
+            f"{counters['items_dead_lettered']} dead-lettered, "
+            f"{stats.get('delisted', 0)} delisted",
             "changes   "
             + (
                 ", ".join(f"{count} {name}" for name, count in sorted(changes.items())) or "none"

@@ -211,7 +211,7 @@ def test_second_crawl_records_exactly_the_changes(
             (sold_out.vendor_product_id, "availability", "available", "unavailable"),
         ]
     )
-    assert last_run(engine)["items_updated"] == 2  # availability_text changed too: one row
+    assert last_run(engine)["items_updated"] == 2, second.stdout[-3000:]  # one row each
 
 
 @pytest.mark.parametrize("vendor", STATIC_SHOPS)
@@ -270,3 +270,61 @@ def test_feed_export_and_storage_side_by_side(
     first = exported[0]
     assert isinstance(first["price"], str | None)  # Decimals as strings
     assert Decimal(first["price"]) == rows[first["vendor_product_id"]]["price"]
+
+
+def changes_of_kind(engine: Engine, kind: str) -> list[str]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(products.c.vendor_product_id)
+                .join(product_changes, products.c.id == product_changes.c.product_id)
+                .where(product_changes.c.kind == kind)
+                .order_by(product_changes.c.id)
+            ).scalars()
+        )
+
+
+def test_a_product_gone_from_the_shop_is_delisted_then_relisted(
+    replica_reset: Replica, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    assert crawl(OS, replica, database_url, tmp_path, year="2019").returncode == 0
+    gone = replica.expected_items(OS, {2019})[0]
+    replica.set_product(OS, gone.vendor_product_id, gone=True)
+    result = crawl(OS, replica, database_url, tmp_path, year="2019")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "1 delisted" in result.stdout
+    assert changes_of_kind(engine, "delisted") == [gone.vendor_product_id]
+    assert stored(engine, OS)[gone.vendor_product_id]["delisted_at"] is not None
+
+    replica.reset(OS)
+    assert crawl(OS, replica, database_url, tmp_path, year="2019").returncode == 0
+    assert changes_of_kind(engine, "relisted") == [gone.vendor_product_id]
+    assert stored(engine, OS)[gone.vendor_product_id]["delisted_at"] is None
+
+
+def test_an_incomplete_crawl_delists_nothing(
+    replica_reset: Replica, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    assert crawl(HOOH, replica, database_url, tmp_path, year="2019").returncode == 0
+    items = replica.expected_items(HOOH, {2019})
+    for item in items[: len(items) * 3 // 4]:  # three quarters vanish at once: suspicious
+        replica.set_product(HOOH, item.vendor_product_id, gone=True)
+    result = crawl(HOOH, replica, database_url, tmp_path, year="2019")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "looks incomplete" in result.stdout
+    assert changes_of_kind(engine, "delisted") == []
+
+
+def test_a_gone_product_page_in_url_mode_delists_it(
+    replica_reset: Replica, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    item = replica.expected_items(HOOH)[3]
+    assert crawl(HOOH, replica, database_url, tmp_path, url=item.link).returncode == 0
+    replica.set_product(HOOH, item.vendor_product_id, gone=True)
+    product_id = stored(engine, HOOH)[item.vendor_product_id]["id"]
+    result = crawl(HOOH, replica, database_url, tmp_path, product_id=str(product_id))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert changes_of_kind(engine, "delisted") == [item.vendor_product_id]

@@ -50,6 +50,8 @@ def _on_origin(url: str, origin: str) -> str:
 
 class VendorSpider(scrapy.Spider):
     year_index_path: ClassVar[str]
+    years_crawled: frozenset[int] = frozenset()  # the years a year/all crawl covered
+    product_gone: bool = False  # url/product_id mode: the product page is gone
 
     def __init__(self, *, run_id: str | None = None, **kwargs: Any) -> None:
         unknown = arguments.unknown_arguments(kwargs)
@@ -103,7 +105,13 @@ class VendorSpider(scrapy.Spider):
     async def start(self) -> AsyncIterator[Any]:
         if self.target.mode in ("url", "product_id"):
             url = self.target.url or self.product_link
-            yield scrapy.Request(url, callback=self.parse_product, cb_kwargs={"year": None})
+            yield scrapy.Request(
+                url,
+                callback=self.parse_product,
+                cb_kwargs={"year": None},
+                # A gone product page is news here: the product gets delisted (E22).
+                meta={"handle_httpstatus_list": [404, 410]},
+            )
             return
         yield scrapy.Request(self.base_url + self.year_index_path, callback=self.parse_year_index)
 
@@ -114,6 +122,7 @@ class VendorSpider(scrapy.Spider):
         for year in sorted((wanted or set()) - listed):
             logger.warning("%s lists no year %d", self.name, year)
         self.crawler.stats.set_value("years/listed", len(listed))
+        self.years_crawled = frozenset(listed if wanted is None else listed & wanted)
         for year, url in links:
             if wanted is None or year in wanted:
                 yield self.category_request(url, year)
@@ -134,12 +143,18 @@ class VendorSpider(scrapy.Spider):
         raise NotImplementedError
 
     def parse_product(self, response: Response, year: int | None) -> Iterable[ProductItem]:
-        page = self.parse_product_page(response)
         stats = self.crawler.stats
+        if response.status in (404, 410):
+            self.product_gone = True
+            stats.inc_value("pages/skipped/not_found")
+            logger.warning("%s: the product page is gone (%d)", response.url, response.status)
+            return
+        page = self.parse_product_page(response)
         for problem in page.problems:
             stats.inc_value(f"pages/problems/{problem.code}")
             logger.warning("%s: %s", response.url, problem.message)
         if page.fields is None:
+            self.product_gone = self.product_gone or page.skipped == "no_product"
             stats.inc_value(f"pages/skipped/{page.skipped}")
             logger.warning("%s: no product on this page (%s), skipped", response.url, page.skipped)
             return

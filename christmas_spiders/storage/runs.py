@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +43,12 @@ def join_run(connection: Connection, spider: str, run_id: int) -> int:
     if found is None:
         raise UnknownRun(f"crawl run {run_id} does not exist for spider {spider}.")
     return found
+
+
+def started_at(connection: Connection, run_id: int) -> datetime:
+    return connection.execute(
+        sa.select(crawl_runs.c.started_at).where(crawl_runs.c.id == run_id)
+    ).scalar_one()
 
 
 def finish_run(
