@@ -8,6 +8,9 @@ migrated once per session, and dropped afterwards.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -103,9 +106,16 @@ class PrivatePostgres:
     def __init__(self, data_dir: Path) -> None:
         self.url = embedded.start(data_dir)
         self._server = embedded.server_for(data_dir)
+        self._pid_file = data_dir.resolve() / "postgres" / "postmaster.pid"
 
     def stop(self) -> None:
         self._server.stop()
+        # The stopped postmaster lingers as a zombie (this container's init does not reap it);
+        # wait until its pid file is gone so that start() does not take it for a live server.
+        deadline = time.monotonic() + 20
+        while self._pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self._pid_file.exists(), "the private PostgreSQL did not stop"
 
     def start(self) -> None:
         self._server.start()
@@ -115,7 +125,17 @@ class PrivatePostgres:
 
 
 @pytest.fixture
-def private_postgres(tmp_path: Path) -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres(tmp_path / "private")
+def embedded_data_dir() -> Iterator[Path]:
+    """A data folder for an embedded server. Not under pytest's tmp_path: pytest keeps that
+    tree private (0700) and resets its mode when another session starts, while the server runs
+    as its own system user."""
+    folder = Path(tempfile.mkdtemp(prefix="christmas-test-data-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres(embedded_data_dir: Path) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(embedded_data_dir)
     yield server
     server.close()

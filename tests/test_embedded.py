@@ -44,21 +44,21 @@ def _server_running(data_dir: Path) -> bool:
     return pid_file.exists() and psutil.pid_exists(int(pid_file.read_text().split()[0]))
 
 
-def test_upgrade_on_embedded_server_is_idempotent_and_stops_after(tmp_path: Path) -> None:
+def test_upgrade_on_embedded_server_is_idempotent_and_stops_after(embedded_data_dir: Path) -> None:
     for command in ("upgrade", "upgrade", "check"):
-        result = _storage(tmp_path, command)
+        result = _storage(embedded_data_dir, command)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "embedded PostgreSQL ready" in result.stdout
     assert "schema is current" in result.stdout
-    assert not _server_running(tmp_path)
+    assert not _server_running(embedded_data_dir)
 
 
-def test_server_is_shared_and_stops_with_the_last_process(tmp_path: Path) -> None:
-    assert _storage(tmp_path, "upgrade").returncode == 0
+def test_server_is_shared_and_stops_with_the_last_process(embedded_data_dir: Path) -> None:
+    assert _storage(embedded_data_dir, "upgrade").returncode == 0
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLD],
         cwd=PROJECT_ROOT,
-        env=_env(tmp_path),
+        env=_env(embedded_data_dir),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -66,24 +66,24 @@ def test_server_is_shared_and_stops_with_the_last_process(tmp_path: Path) -> Non
     try:
         assert holder.stdout.readline().strip() == "ready"
         # Another process joins and leaves: the holder's server must survive it.
-        assert _storage(tmp_path, "check").returncode == 0
-        assert _server_running(tmp_path)
+        assert _storage(embedded_data_dir, "check").returncode == 0
+        assert _server_running(embedded_data_dir)
         output, _ = holder.communicate("go\n", timeout=60)
     finally:
         holder.kill()
     assert output.strip() == "3"
-    assert not _server_running(tmp_path)
+    assert not _server_running(embedded_data_dir)
 
 
-def test_dead_process_does_not_keep_the_server_alive(tmp_path: Path) -> None:
-    assert _storage(tmp_path, "upgrade").returncode == 0
+def test_dead_process_does_not_keep_the_server_alive(embedded_data_dir: Path) -> None:
+    assert _storage(embedded_data_dir, "upgrade").returncode == 0
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    handles = tmp_path / "postgres" / ".handle_pids.json"
+    handles = embedded_data_dir / "postgres" / ".handle_pids.json"
     handles.write_text(json.dumps([int(dead.stdout)]))  # a crashed process left its pid
-    assert _storage(tmp_path, "check").returncode == 0
-    assert not _server_running(tmp_path)
+    assert _storage(embedded_data_dir, "check").returncode == 0
+    assert not _server_running(embedded_data_dir)

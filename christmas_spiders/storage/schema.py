@@ -139,3 +139,45 @@ product_changes = Table(
     Index(None, "product_id", "id"),
     Index(None, "crawl_run_id"),
 )
+
+# The audit worker's delivery state (webapi.auditor): one row per configured subscriber with
+# its durable cursor, and a log of every delivery attempt.
+DELIVERY_STATUSES = ("delivered", "failed")
+
+audit_subscribers = Table(
+    "audit_subscribers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    # The cursor: every change with a lower or equal id has been delivered (or filtered out).
+    Column("last_change_id", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False, server_default="0"),  # consecutive failures
+    Column("last_error", Text),
+    _timestamp("paused_at"),  # set when a failing subscriber is paused; cleared on resume
+    _timestamp("last_delivered_at"),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+)
+
+audit_deliveries = Table(
+    "audit_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "subscriber",
+        String(64),
+        ForeignKey("audit_subscribers.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("first_change_id", BigInteger, nullable=False),
+    Column("last_change_id", BigInteger, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("http_status", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    _timestamp("attempted_at", nullable=False, default_now=True),
+    CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+    Index(None, "subscriber", "id"),
+    Index(None, "attempted_at"),
+)

@@ -1,0 +1,166 @@
+"""Alert rules: which history changes collectors want to hear about, and how an alert reads.
+
+Pure functions on `history.Change` rows. Price sanity: a price change that the history trigger
+flagged `suspicious` (it moved by `suspicious_price_ratio` or more) never raises a price alert,
+and neither does a change to or from "no price" (the pipeline stores $0.00 as no price).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from christmas_spiders.config import AlertRule
+from christmas_spiders.storage.history import Change
+
+IN_STOCK = ("available", "preorder")
+
+
+@dataclass(frozen=True)
+class Alert:
+    rule: str
+    title: str  # one line: what happened to which product
+    text: str  # product, vendor, old and new value, link — one fact per line
+    old_value: str | None
+    new_value: str | None
+
+
+def money(value: Decimal | None, currency: str) -> str:
+    if value is None:
+        return "no price"
+    return f"${value:,.2f}" if currency == "USD" else f"{value:,.2f} {currency}"
+
+
+def price(text: str | None) -> Decimal | None:
+    """A price as history stores it ("17.95"); None for no price, zero or garbage."""
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() and value > 0 else None
+
+
+def snapshot(change: Change) -> dict:
+    """The audited fields recorded with a listed/delisted/relisted change."""
+    if change.kind == "changed" or not change.new_value:
+        return {}
+    try:
+        data = json.loads(change.new_value, parse_float=Decimal)
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _text(change: Change, *lines: str) -> str:
+    sku = f" (SKU {change.sku})" if change.sku else ""
+    return "\n".join((f"{change.name}{sku}", f"at {change.vendor_name}", *lines, change.link))
+
+
+def _price_alerts(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
+    if change.suspicious:
+        return []
+    if change.kind == "listed":
+        old, new = None, price(str(snapshot(change).get("price") or ""))
+    else:
+        old, new = price(change.old_value), price(change.new_value)
+    if new is None:
+        return []
+    shown = (
+        money(old, change.currency) if old is not None else None,
+        money(new, change.currency),
+    )
+    alerts = []
+    for rule in rules:
+        if rule.rule == "price_drop" and old is not None and new < old:
+            percent = (old - new) / old * 100
+            if rule.min_percent is None or percent >= rule.min_percent:
+                alerts.append(
+                    Alert(
+                        rule.rule,
+                        f"Price drop: {change.name} now {shown[1]} (was {shown[0]})",
+                        _text(change, f"price {shown[0]} → {shown[1]} (−{percent:.0f}%)"),
+                        *shown,
+                    )
+                )
+        elif (
+            rule.rule == "below_target"
+            and rule.target is not None
+            and (change.sku or "").upper() == rule.sku
+            and new <= rule.target
+            and (change.kind == "listed" or (old is not None and old > rule.target))
+        ):
+            was = f"was {shown[0]}" if old is not None else "new listing"
+            alerts.append(
+                Alert(
+                    rule.rule,
+                    f"Below target: {change.name} now {shown[1]}",
+                    _text(
+                        change,
+                        f"price {shown[1]} ({was}), target {money(rule.target, change.currency)}",
+                    ),
+                    *shown,
+                )
+            )
+    return alerts
+
+
+def _stock_alert(change: Change) -> Alert | None:
+    if change.kind == "changed" and change.field == "availability":
+        old, new = change.old_value, change.new_value
+        back = old == "unavailable" and new in IN_STOCK
+    elif change.kind == "relisted":
+        old, new = "delisted", snapshot(change).get("availability")
+        back = new in IN_STOCK
+    else:
+        return None
+    if not back:
+        return None
+    now = money(change.price, change.currency)
+    return Alert(
+        "back_in_stock",
+        f"Back in stock: {change.name} ({new})",
+        _text(change, f"availability {old} → {new}", f"price now {now}"),
+        old,
+        new,
+    )
+
+
+def alerts_for(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
+    """The alerts this change raises under the given rules (usually none)."""
+    wanted = {rule.rule for rule in rules}
+    alerts: list[Alert] = []
+    is_price = change.kind == "listed" or (change.kind == "changed" and change.field == "price")
+    if is_price:
+        alerts += _price_alerts(change, rules)
+    if "back_in_stock" in wanted and (stock := _stock_alert(change)):
+        alerts.append(stock)
+    if "new_listing" in wanted and change.kind == "listed":
+        recorded = snapshot(change)
+        listed_price = money(price(str(recorded.get("price") or "")), change.currency)
+        availability = recorded.get("availability", change.availability)
+        alerts.append(
+            Alert(
+                "new_listing",
+                f"New listing: {change.name} at {listed_price}",
+                _text(change, f"listed at {listed_price}, {availability}"),
+                None,
+                listed_price,
+            )
+        )
+    if "delisted" in wanted and change.kind == "delisted":
+        recorded = snapshot(change)
+        last_price = money(price(str(recorded.get("price") or "")), change.currency)
+        alerts.append(
+            Alert(
+                "delisted",
+                f"Delisted: {change.name}",
+                _text(change, f"no longer listed (last price {last_price})"),
+                last_price,
+                None,
+            )
+        )
+    return alerts

@@ -1,0 +1,290 @@
+"""One thread per subscriber: read changes after its cursor, deliver them, move the cursor.
+
+Subscribers never wait for each other: each has its own thread, database connection and cursor,
+so a slow or failing receiver only delays itself. A delivery is retried with exponential
+backoff (`auditor_delivery_attempts`, `auditor_retry_backoff_seconds`); when every attempt
+failed, the subscriber is paused (`audit_subscribers.paused_at`) and reported in the log, and
+is tried again after `auditor_pause_seconds` or at once with
+`python -m webapi.auditor resume NAME`. Its cursor waits where it stopped, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from christmas_spiders.config import Config, Subscriber
+from christmas_spiders.storage.history import Change, change_feed
+from webapi.auditor import state
+from webapi.auditor.alerts import alerts_for
+from webapi.auditor.events import Event
+from webapi.auditor.horizon import Horizon
+from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff, one_line
+from webapi.auditor.sinks import DeliveryFailed, Sink
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MAX_RETRY_DELAY = 300.0
+
+
+class _Stopped(Exception):
+    """The worker is stopping; unwind the subscriber thread."""
+
+
+class SubscriberThread(threading.Thread):
+    def __init__(
+        self,
+        subscriber: Subscriber,
+        sink: Sink,
+        engine: Engine,
+        horizon: Horizon,
+        config: Config,
+        stopping: threading.Event,
+        active: threading.Event,
+    ) -> None:
+        super().__init__(name=f"auditor-{subscriber.name}", daemon=True)
+        self.subscriber = subscriber
+        self.subscriber_name = subscriber.name
+        self.sink = sink
+        self.cursor = 0
+        self.delivered = 0  # events delivered by this thread (for the stop summary)
+        self._engine = engine
+        self._horizon = horizon
+        self._config = config
+        self._stopping = stopping
+        self._active = active
+        self._paused_at: datetime | None = None
+        self._batch_size = subscriber.batch_size or config.auditor_batch_size
+
+    def run(self) -> None:
+        backoff = Backoff(1.0, 60.0)
+        while not self._stopping.is_set():
+            try:
+                self._serve()
+            except _Stopped:
+                return
+            except Exception:
+                # A bug must not end this subscriber's deliveries for good (nor anyone else's).
+                delay = backoff.next()
+                logger.exception(
+                    "subscriber %s: unexpected error; starting over in %.0f s",
+                    self.subscriber_name,
+                    delay,
+                )
+                self._stopping.wait(delay)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        current = self._db(lambda connection: state.load(connection, self.subscriber_name))
+        self.cursor = current.last_change_id
+        self._paused_at = current.paused_at
+        if self._paused_at is not None:
+            logger.warning(
+                "subscriber %s is paused since %s (last error: %s)",
+                self.subscriber_name,
+                self._paused_at.isoformat(timespec="seconds"),
+                current.last_error,
+            )
+        while not self._stopping.is_set():
+            if self._paused_at is not None:
+                self._wait_while_paused()
+                continue
+            if not self._active.wait(1.0):
+                continue
+            horizon = self._horizon.wait_beyond(self.cursor, timeout=1.0)
+            if horizon > self.cursor and not self._stopping.is_set():
+                self._step(horizon)
+        raise _Stopped
+
+    def _step(self, horizon: int) -> None:
+        """Deliver the changes after the cursor, up to `horizon`, at most one batch."""
+        subscriber = self.subscriber
+        page = self._db(
+            lambda connection: change_feed(
+                connection,
+                self.cursor,
+                up_to=horizon,
+                limit=self._batch_size,
+                vendors=subscriber.vendors,
+                kinds=subscriber.kinds,
+                fields=subscriber.fields,
+            )
+        )
+        events = self._events(page.changes)
+        for start in range(0, len(events), self.sink.max_events):
+            if not self._deliver(events[start : start + self.sink.max_events]):
+                return  # paused
+        if page.next_after_id > self.cursor:
+            self._db(
+                lambda connection: state.advance(
+                    connection, self.subscriber_name, page.next_after_id
+                )
+            )
+            self.cursor = page.next_after_id
+
+    def _events(self, changes: Sequence[Change]) -> list[Event]:
+        rules = self.subscriber.alerts
+        if not rules:
+            return [Event(change) for change in changes]
+        events = []
+        for change in changes:
+            alerts = alerts_for(change, rules)
+            if alerts:
+                events.append(Event(change, alerts))
+            elif change.suspicious:
+                logger.info(
+                    "subscriber %s: change %d (%s %s → %s) is flagged suspicious: no alert",
+                    self.subscriber_name,
+                    change.id,
+                    change.field,
+                    change.old_value,
+                    change.new_value,
+                )
+        return events
+
+    def _deliver(self, events: Sequence[Event]) -> bool:
+        """Deliver with retries; True once delivered and recorded, False if now paused."""
+        first, last = events[0].change.id, events[-1].change.id
+        attempts = self._config.auditor_delivery_attempts
+        for attempt in range(1, attempts + 1):
+            began = time.monotonic()
+            try:
+                http_status = self.sink.deliver(events)
+            except DeliveryFailed as failure:
+                elapsed = int((time.monotonic() - began) * 1000)
+                self._record_failure(first, last, len(events), attempt, failure, elapsed)
+                if attempt == attempts:
+                    self._pause(first, last, failure)
+                    return False
+                delay = min(
+                    _MAX_RETRY_DELAY,
+                    self._config.auditor_retry_backoff_seconds * 2 ** (attempt - 1),
+                )
+                logger.warning(
+                    "subscriber %s: delivery of changes %d–%d to %s failed (attempt %d of %d): "
+                    "%s; retrying in %.1f s",
+                    self.subscriber_name,
+                    first,
+                    last,
+                    self.sink.describe(),
+                    attempt,
+                    attempts,
+                    failure.reason,
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    raise _Stopped from None
+                continue
+            elapsed = int((time.monotonic() - began) * 1000)
+            self._db(
+                lambda connection, attempt=attempt, http_status=http_status, elapsed=elapsed: (
+                    state.delivered(
+                        connection,
+                        self.subscriber_name,
+                        first,
+                        last,
+                        len(events),
+                        attempt,
+                        http_status,
+                        elapsed,
+                    )
+                )
+            )
+            self.cursor = max(self.cursor, last)
+            self.delivered += len(events)
+            return True
+        raise AssertionError("unreachable: the last attempt returns")
+
+    # --- failures and pauses ----------------------------------------------------------------
+
+    def _record_failure(
+        self,
+        first: int,
+        last: int,
+        events: int,
+        attempt: int,
+        failure: DeliveryFailed,
+        elapsed_ms: int,
+    ) -> None:
+        try:
+            with self._engine.begin() as connection:
+                state.failed(
+                    connection,
+                    self.subscriber_name,
+                    first,
+                    last,
+                    events,
+                    attempt,
+                    failure.reason,
+                    failure.http_status,
+                    elapsed_ms,
+                )
+        except TRANSIENT_DB_ERRORS as error:
+            # The delivery log is best effort for failures; the cursor is what must hold.
+            logger.warning(
+                "subscriber %s: could not log the failed delivery (%s)",
+                self.subscriber_name,
+                one_line(error),
+            )
+
+    def _pause(self, first: int, last: int, failure: DeliveryFailed) -> None:
+        self._paused_at = self._db(lambda connection: state.pause(connection, self.subscriber_name))
+        logger.error(
+            "subscriber %s PAUSED: %d attempts to deliver changes %d–%d to %s failed "
+            "(last: %s). The other subscribers go on. It is tried again in %.0f s, or now "
+            "with `python -m webapi.auditor resume %s`.",
+            self.subscriber_name,
+            self._config.auditor_delivery_attempts,
+            first,
+            last,
+            self.sink.describe(),
+            failure.reason,
+            self._config.auditor_pause_seconds,
+            self.subscriber_name,
+        )
+
+    def _wait_while_paused(self) -> None:
+        assert self._paused_at is not None
+        retry_at = self._paused_at + timedelta(seconds=self._config.auditor_pause_seconds)
+        while True:
+            remaining = (retry_at - datetime.now(UTC)).total_seconds()
+            if remaining <= 0:
+                logger.info("subscriber %s: pause over, trying again", self.subscriber_name)
+                break
+            if self._stopping.wait(min(2.0, remaining)):
+                raise _Stopped
+            current = self._db(lambda connection: state.load(connection, self.subscriber_name))
+            if current.paused_at is None:
+                logger.info("subscriber %s resumed", self.subscriber_name)
+                break
+        self._paused_at = None
+
+    # --- the database -----------------------------------------------------------------------
+
+    def _db(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in a transaction, retrying while the database is unreachable (forever,
+        unless the worker is stopping: a first attempt is made even then, so that a delivery
+        that just succeeded is still recorded)."""
+        backoff = Backoff(0.2, 30.0)
+        while True:
+            try:
+                with self._engine.begin() as connection:
+                    return work(connection)
+            except TRANSIENT_DB_ERRORS as error:
+                delay = backoff.next()
+                logger.warning(
+                    "subscriber %s: database unavailable (%s); retrying in %.1f s",
+                    self.subscriber_name,
+                    one_line(error),
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    raise _Stopped from None
