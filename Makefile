@@ -29,6 +29,7 @@ demo: $(READY)
 
 bench: $(READY)
 	$(PYTHON) -m bench.storage_upserts
+	$(PYTHON) -m bench.auditor_latency
 
 up: $(READY)
 	@echo "make up arrives with the production issue (10)." >&2; exit 1
