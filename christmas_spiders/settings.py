@@ -35,7 +35,10 @@ RETRY_BACKOFF_MAX = 60.0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "christmas_spiders.middlewares.BackoffRetryMiddleware": 550,
+    # Renders requests that carry meta["render"] in headless Chromium (HO year grids only).
+    "christmas_spiders.rendering.SeleniumMiddleware": 950,
 }
+SELENIUM_MAX_BROWSERS = 1
 
 # No remote access into a running crawler.
 TELNETCONSOLE_ENABLED = False

@@ -124,7 +124,7 @@ def test_empty_year_stores_nothing_and_succeeds(
     assert last_run(engine)["status"] == "finished"
 
 
-@pytest.mark.parametrize("vendor", [HOOH, HO])
+@pytest.mark.parametrize("vendor", [HOOH])  # the replica's looping Next link is on HooH (E14)
 def test_paging_without_view_all_ends_despite_a_self_link(
     vendor: str, replica: Replica, database_url: str, engine: Engine, tmp_path: Path
 ) -> None:

@@ -20,7 +20,10 @@ from christmas_spiders.parsers import ProductPage
 from christmas_spiders.parsers import hallmark_ornaments_com as parser
 from christmas_spiders.spiders._vendor import VendorSpider
 
+# A view-all grid is complete when it shows as many products as `.product-count` announces; a
+# paged view shows fewer (the count is the year's), so it waits for a grid that stops changing.
 GRID_RENDER = {"wait_for": "#itemsBlock .product-item", "count_from": ".product-count"}
+PAGE_RENDER = {"wait_for": "#itemsBlock .product-item"}
 MAX_LISTING_PAGES = 200
 
 
@@ -49,7 +52,7 @@ class HallmarkOrnamentsSpider(VendorSpider):
             view_all(url) if use_view_all else url,
             callback=self.parse_category,
             cb_kwargs={"year": year, "page": page},
-            meta={"render": GRID_RENDER} if render else {},
+            meta={"render": GRID_RENDER if use_view_all else PAGE_RENDER} if render else {},
         )
 
     def parse_category(
@@ -58,8 +61,9 @@ class HallmarkOrnamentsSpider(VendorSpider):
         rendered = "render" in response.meta
         if not rendered and parser.grid_is_unfilled(response.selector):
             self.crawler.stats.inc_value("render/adaptive")
+            render = GRID_RENDER if "viewall=1" in response.url else PAGE_RENDER
             yield response.request.replace(
-                meta={**response.meta, "render": GRID_RENDER}, dont_filter=True
+                meta={**response.meta, "render": render}, dont_filter=True
             )
             return
         listing = parser.parse_listing(response.selector, response.url)
