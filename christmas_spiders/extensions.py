@@ -5,22 +5,36 @@ joins the one named by ``-a run_id=``; the run id lands on ``spider.crawl_run_id
 pipeline. At spider close it adds this process's counters to the run, sets its status, and logs
 a one-screen summary. A run is ``failed`` when the crawl did not finish normally or any item had
 to be dead-lettered; ``scrapy crawl`` then exits non-zero (see ``commands/crawl.py``).
+
+With Redis (README "Scale out") several workers share the run. Each one enters it in Redis once
+the row is open (``RunScheduler.join_run``) and leaves it at close, after its items are stored.
+A worker that is not the last to leave only adds its counters (the run's status stays as it
+is); the last one sets the final status and, if the whole run finished cleanly (queue drained,
+no worker lost or failed), delists what the run no longer found — with the years and gone
+product the run recorded in Redis, whichever worker saw them. Only then is a distributed run
+delisted; without Redis only the process that started the run delists, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import redis
+import sqlalchemy as sa
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.config import Config
+from christmas_spiders.distributed.connection import describe
+from christmas_spiders.distributed.run import Outcome, RunClosed
 from christmas_spiders.storage import delisting, get_engine, runs, upgrade
+from christmas_spiders.storage.schema import crawl_runs
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +58,8 @@ class CrawlRunRecorder:
         self.crawler = crawler
         self.config: Config = crawler.settings["CHRISTMAS_CONFIG"]
         self.run_id: int | None = None
+        self.distributed = False  # a worker of a run shared through Redis
+        self.run_closed = False  # joined a distributed run that had already ended
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
@@ -61,6 +77,20 @@ class CrawlRunRecorder:
             return
         spider.crawl_run_id = self.run_id
         self.crawler.stats.set_value("crawl_run/id", self.run_id)
+        join_run = getattr(self.crawler.engine.scheduler, "join_run", None)
+        if join_run is None:
+            return
+        self.distributed = True
+        try:
+            await join_run(self.run_id, getattr(spider, "run_arguments", {}))
+        except RunClosed as closed:
+            logger.info("%s: nothing to do", closed)
+            self.run_closed = True
+            await self.crawler.engine.close_spider_async(reason="run_closed")
+        except redis.RedisError as error:
+            logger.error("cannot start the crawl: Redis failed (%s)", describe(error))
+            self.crawler.stats.set_value(STATUS_STAT, "failed")
+            await self.crawler.engine.close_spider_async(reason="redis_unavailable")
 
     def _open_run(self, spider: Spider) -> int:
         engine = get_engine(self.config)
@@ -82,12 +112,26 @@ class CrawlRunRecorder:
         if self.run_id is None:
             stats.set_value(STATUS_STAT, "failed")
             return
+        if self.run_closed:  # a late worker: the run was over before it came; nothing to add
+            return
         dead = stats.get_value("store/dead_lettered", 0)
         status = "finished" if reason == "finished" and not dead else "failed"
+        outcome = None
+        if self.distributed:
+            outcome = getattr(self.crawler.engine.scheduler, "outcome", None)
+            # A worker stopped on SIGTERM finished its in-flight work and handed the rest back:
+            # not a failure of its own (the run's outcome says whether the run is complete).
+            clean = reason in ("finished", "shutdown") and not dead
+            status = "finished" if clean else "failed"
         stats.set_value(STATUS_STAT, status)
         counters = self._counters()
         try:
-            changes = await asyncio.to_thread(self._close_run, spider, status, reason, counters)
+            status, changes = await asyncio.to_thread(
+                self._close_run, spider, status, reason, counters, outcome
+            )
+            # With Redis: the run's status as this worker left it ("running" while siblings
+            # work; "failed" when it ended the run incomplete — and then it exits non-zero).
+            stats.set_value(STATUS_STAT, status)
         except SQLAlchemyError as error:
             logger.error(
                 "could not record the end of crawl run %s: %s",
@@ -111,12 +155,20 @@ class CrawlRunRecorder:
         }
 
     def _close_run(
-        self, spider: Spider, status: str, reason: str, counters: dict[str, int]
-    ) -> dict[str, int]:
+        self,
+        spider: Spider,
+        status: str,
+        reason: str,
+        counters: dict[str, int],
+        outcome: Outcome | None = None,
+    ) -> tuple[str, dict[str, int]]:
         assert self.run_id is not None
         with get_engine(self.config).begin() as connection:
-            if status == "finished" and not getattr(spider, "run_id", None):
-                self._delist(connection, spider)
+            if self.distributed:
+                status = self._run_status(connection, spider, status, outcome)
+            elif status == "finished" and not getattr(spider, "run_id", None):
+                years = getattr(spider, "years_crawled", frozenset())
+                self._delist(connection, spider, years, getattr(spider, "product_gone", False))
             stats = {k: _json_safe(v) for k, v in self.crawler.stats.get_stats().items()}
             runs.finish_run(
                 connection,
@@ -126,19 +178,54 @@ class CrawlRunRecorder:
                 counters=counters,
                 stats=stats,
             )
-            return runs.count_changes(connection, self.run_id)
+            return status, runs.count_changes(connection, self.run_id)
 
-    def _delist(self, connection: Connection, spider: Spider) -> None:
+    def _run_status(
+        self, connection: Connection, spider: Spider, status: str, outcome: Outcome | None
+    ) -> str:
+        """The status this worker writes to a distributed run, delisting if it ends the run.
+
+        The row is locked first, so the last worker's verdict and a sibling's late counters
+        never overwrite each other: a worker that is not the last keeps the run's status.
+        """
+        current = connection.execute(
+            sa.select(crawl_runs.c.status).where(crawl_runs.c.id == self.run_id).with_for_update()
+        ).scalar_one()
+        if status == "failed" or outcome is None:
+            return "failed"
+        if not outcome.last:
+            return current
+        if not outcome.complete or current == "failed":
+            logger.warning(
+                "crawl run %s ended incomplete (%d request(s) left, %d worker(s) lost%s): "
+                "nothing delisted",
+                self.run_id,
+                outcome.queued,
+                outcome.lost,
+                ", a worker failed" if current == "failed" else "",
+            )
+            return "failed"
+        years = outcome.years
+        if years is None:
+            years = getattr(spider, "years_crawled", frozenset())
+        self._delist(connection, spider, years, outcome.product_gone)
+        return "finished"
+
+    def _delist(
+        self, connection: Connection, spider: Spider, years: Iterable[int], product_gone: bool
+    ) -> None:
         """After a complete crawl, delist what it no longer found (see storage.delisting).
 
-        Only the process that started the run delists; workers that joined it do not.
+        Only the process that ends the run delists: without Redis the one that started it, with
+        Redis the last worker to leave it.
         """
         stats, vendor = self.crawler.stats, spider.name
         target = getattr(spider, "target", None)
         if target is None:
             return
+        years = frozenset(years)
         if target.mode in ("url", "product_id"):
-            if spider.product_gone:
+            if product_gone:
                 count = delisting.delist_product(
                     connection,
                     vendor,
@@ -149,8 +236,8 @@ class CrawlRunRecorder:
                 stats.set_value("delisted", count)
             return
         started = runs.started_at(connection, self.run_id)
-        seen = delisting.seen_per_year(connection, vendor, spider.years_crawled, started)
-        seen.update({year: seen.get(year, 0) for year in spider.years_crawled})
+        seen = delisting.seen_per_year(connection, vendor, years, started)
+        seen.update({year: seen.get(year, 0) for year in years})
         previous = delisting.previous_counts(connection, vendor, self.run_id)
         ratio = self.config.delist_min_ratio
         complete = []

@@ -55,3 +55,12 @@ ITEM_PIPELINES = {
 }
 
 FEED_EXPORT_ENCODING = "utf-8"
+
+# Distributed crawling (README "Scale out"), only with REDIS_URL: one shared request queue and
+# dedup set per crawl run, and each shop's politeness budget shared by every worker. The budget
+# middleware sits at 900: its lease is returned before redirects (600) or retries (550) turn a
+# response into a new request, and it is asked ahead of the Selenium middleware (950), so
+# renders spend the budget too. Without REDIS_URL nothing here touches Redis.
+if CHRISTMAS_CONFIG.redis_url:
+    SCHEDULER = "christmas_spiders.distributed.scheduler.RunScheduler"
+    DOWNLOADER_MIDDLEWARES["christmas_spiders.distributed.politeness.SharedBudgetMiddleware"] = 900

@@ -1,5 +1,6 @@
 """`scrapy crawl`, with spider arguments checked before the crawl starts, and a non-zero exit
-when the crawl run failed (e.g. items had to be dead-lettered)."""
+when the crawl run failed (e.g. items had to be dead-lettered). With REDIS_URL, Redis must
+answer before anything starts (README "Scale out")."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.arguments import ArgumentError
+from christmas_spiders.distributed import connection
 from christmas_spiders.extensions import STATUS_STAT
 
 
@@ -19,6 +21,12 @@ class Command(ScrapyCrawl):
             raise UsageError("give exactly one spider name")
         assert self.crawler_process and self.settings
         spider_class = self.crawler_process.spider_loader.load(args[0])
+        redis_url = self.settings["CHRISTMAS_CONFIG"].redis_url
+        if redis_url:
+            try:
+                connection.check(redis_url).close()
+            except connection.RedisUnavailable as error:
+                raise UsageError(f"cannot start the crawl: {error}", print_help=False) from None
         check = getattr(spider_class, "check_arguments", None)
         if check:
             try:

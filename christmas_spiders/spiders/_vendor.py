@@ -4,12 +4,19 @@ A shop spider only says how to navigate its shop: ``year_index_path``, ``parse_y
 (year → category URL) and ``parse_category`` (listing pages → product pages). Product pages are
 parsed by the shop's pure parser (``christmas_spiders.parsers``) into the fields of §C2; this
 base turns them into items, counting and logging what a page got wrong.
+
+Year discovery goes through the year-link cache (``christmas_spiders.distributed.yearlinks``):
+a crawl of some years whose category links are all cached skips the year index; a cached link
+that answers 404/410 is dropped and the index read again. With Redis, a worker joining a run
+(``-a run_id=``) takes the run's arguments, and what the run learns (years crawled, a gone
+product) is recorded in the run for whichever worker ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,10 +27,11 @@ from scrapy.http import Response
 
 from christmas_spiders import arguments
 from christmas_spiders.config import Config
+from christmas_spiders.distributed import yearlinks
 from christmas_spiders.items import ProductItem
 from christmas_spiders.parsers import ProductPage
 from christmas_spiders.storage import get_engine
-from christmas_spiders.storage.schema import products
+from christmas_spiders.storage.schema import crawl_runs, products
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,34 @@ def stored_link(config: Config, vendor: str, product_id: int) -> str:
     if link is None:
         raise arguments.ArgumentError(f"product_id {product_id} is not a stored {vendor} product.")
     return link
+
+
+def run_arguments(config: Config, vendor: str, run_id: int) -> dict[str, Any]:
+    """The arguments a crawl run was started with (raises ArgumentError when there is no run)."""
+    with get_engine(config).connect() as connection:
+        found = connection.execute(
+            sa.select(crawl_runs.c.arguments).where(
+                crawl_runs.c.id == run_id, crawl_runs.c.spider == vendor
+            )
+        ).first()
+    if found is None:
+        raise arguments.ArgumentError(f"crawl run {run_id} does not exist for spider {vendor}.")
+    return {str(key): str(value) for key, value in (found.arguments or {}).items()}
+
+
+def _adopt_run_arguments(
+    run_id: int, of_run: Mapping[str, str], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A worker joining a distributed run crawls what the run crawls: the run's arguments,
+    which the worker may repeat but not contradict."""
+    for key, value in given.items():
+        if of_run.get(key) != str(value):
+            started = " ".join(f"-a {k}={v}" for k, v in sorted(of_run.items())) or "none"
+            raise arguments.ArgumentError(
+                f"crawl run {run_id} was started with arguments {started}; a worker joining it "
+                f"takes them, so give only -a run_id={run_id} (not {key}={value})."
+            )
+    return dict(of_run)
 
 
 def _on_origin(url: str, origin: str) -> str:
@@ -70,13 +106,16 @@ class VendorSpider(scrapy.Spider):
     def check_arguments(cls, spider_arguments: dict[str, Any], config: Config) -> dict[str, Any]:
         """Validate arguments before anything starts; returns what the spider will use."""
         spider_arguments = dict(spider_arguments)
-        arguments.parse_run_id(spider_arguments.pop("run_id", None))
+        run_id = arguments.parse_run_id(spider_arguments.pop("run_id", None))
         unknown = arguments.unknown_arguments(spider_arguments)
         if unknown:
             raise arguments.ArgumentError(
                 f"unknown argument(s) {', '.join(unknown)}; "
                 "use year, url, product_id, base_url or run_id."
             )
+        if run_id is not None and config.redis_url:
+            of_run = run_arguments(config, cls.name, run_id)
+            spider_arguments = _adopt_run_arguments(run_id, of_run, spider_arguments)
         base_url = (
             arguments.parse_base_url(spider_arguments["base_url"])
             if spider_arguments.get("base_url")
@@ -87,17 +126,25 @@ class VendorSpider(scrapy.Spider):
         link = None
         if target.product_id is not None:
             link = _on_origin(stored_link(config, cls.name, target.product_id), base_url)
-        return {"base_url": base_url, "target": target, "product_link": link}
+        return {
+            "base_url": base_url,
+            "target": target,
+            "product_link": link,
+            "arguments": spider_arguments,
+        }
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> VendorSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        checked = cls.check_arguments(spider.raw_arguments, crawler.settings["CHRISTMAS_CONFIG"])
+        config = crawler.settings["CHRISTMAS_CONFIG"]
+        given = {**spider.raw_arguments, "run_id": spider.run_id}
+        checked = cls.check_arguments(given, config)
         spider.base_url = checked["base_url"]
         spider.target = checked["target"]
         spider.product_link = checked["product_link"]
         # What crawl_runs.arguments records (base_url included: a replica run is not a live one).
-        spider.run_arguments = spider.raw_arguments
+        spider.run_arguments = checked["arguments"]
+        spider.year_link_cache = yearlinks.for_config(config)
         return spider
 
     # -- navigation ------------------------------------------------------------------------------
@@ -113,7 +160,22 @@ class VendorSpider(scrapy.Spider):
                 meta={"handle_httpstatus_list": [404, 410]},
             )
             return
-        yield scrapy.Request(self.base_url + self.year_index_path, callback=self.parse_year_index)
+        if self.target.years:
+            wanted = set(self.target.years)
+            cached = await asyncio.to_thread(self.year_link_cache.get, self.name, wanted)
+            stats = self.crawler.stats
+            if set(cached) == wanted:
+                stats.inc_value("year_links/cache_hit", len(cached))
+                self._note_years_crawled(frozenset(cached), authoritative=False)
+                for year in sorted(cached):
+                    for url in cached[year]:
+                        yield self.cached_category_request(_on_origin(url, self.base_url), year)
+                return
+            stats.inc_value("year_links/cache_miss", len(wanted - set(cached)))
+        yield self.year_index_request()
+
+    def year_index_request(self) -> scrapy.Request:
+        return scrapy.Request(self.base_url + self.year_index_path, callback=self.parse_year_index)
 
     def parse_year_index(self, response: Response) -> Iterable[scrapy.Request]:
         links = self.year_links(response)
@@ -122,10 +184,53 @@ class VendorSpider(scrapy.Spider):
         for year in sorted((wanted or set()) - listed):
             logger.warning("%s lists no year %d", self.name, year)
         self.crawler.stats.set_value("years/listed", len(listed))
-        self.years_crawled = frozenset(listed if wanted is None else listed & wanted)
+        self._note_years_crawled(
+            frozenset(listed if wanted is None else listed & wanted), authoritative=True
+        )
+        by_year: dict[int, list[str]] = {}
+        for year, url in links:
+            by_year.setdefault(year, []).append(url)
+        self.year_link_cache.put(self.name, by_year)
         for year, url in links:
             if wanted is None or year in wanted:
                 yield self.category_request(url, year)
+
+    def cached_category_request(self, url: str, year: int) -> scrapy.Request:
+        """A year category from the cache: a 404/410 is news (the link went stale)."""
+        request = self.category_request(url, year)
+        return request.replace(
+            callback=self.parse_cached_category,
+            meta={**request.meta, "handle_httpstatus_list": [404, 410]},
+        )
+
+    def parse_cached_category(self, response: Response, **kwargs: Any) -> Iterable[Any]:
+        if response.status in (404, 410):
+            year = kwargs["year"]
+            self.crawler.stats.inc_value("year_links/stale")
+            logger.warning(
+                "%s: the cached link of %s %d is gone (%d); reading the year index again",
+                response.url,
+                self.name,
+                year,
+                response.status,
+            )
+            self.year_link_cache.drop(self.name, year)
+            yield self.year_index_request()
+            return
+        yield from self.parse_category(response, **kwargs)
+
+    def _note_years_crawled(self, years: frozenset[int], *, authoritative: bool) -> None:
+        """The years this crawl covers (the index's word replaces the cache's)."""
+        self.years_crawled = years
+        record = getattr(self.crawler.engine.scheduler, "record_years", None)
+        if record is not None:  # a distributed run: whichever worker ends it needs them
+            record(years, authoritative=authoritative)
+
+    def _note_product_gone(self) -> None:
+        self.product_gone = True
+        record = getattr(self.crawler.engine.scheduler, "record_product_gone", None)
+        if record is not None:
+            record()
 
     def year_links(self, response: Response) -> list[tuple[int, str]]:
         """(year, category URL) pairs of the year index; both kinds of a year are kept."""
@@ -145,7 +250,7 @@ class VendorSpider(scrapy.Spider):
     def parse_product(self, response: Response, year: int | None) -> Iterable[ProductItem]:
         stats = self.crawler.stats
         if response.status in (404, 410):
-            self.product_gone = True
+            self._note_product_gone()
             stats.inc_value("pages/skipped/not_found")
             logger.warning("%s: the product page is gone (%d)", response.url, response.status)
             return
@@ -154,7 +259,8 @@ class VendorSpider(scrapy.Spider):
             stats.inc_value(f"pages/problems/{problem.code}")
             logger.warning("%s: %s", response.url, problem.message)
         if page.fields is None:
-            self.product_gone = self.product_gone or page.skipped == "no_product"
+            if page.skipped == "no_product":
+                self._note_product_gone()
             stats.inc_value(f"pages/skipped/{page.skipped}")
             logger.warning("%s: no product on this page (%s), skipped", response.url, page.skipped)
             return

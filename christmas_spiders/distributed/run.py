@@ -1,0 +1,327 @@
+"""A crawl run in Redis: the workers that join and leave it, who is busy, and when it is over.
+
+A run is named ``<vendor>:<crawl_runs.id>`` (``keys.RunKeys``). Its first process opens it in
+Redis and announces it (``<prefix>:runs``), so standing workers join; every other process joins
+with ``-a run_id=<id>``. Each process is a *worker* with an id ``<host>:<pid>:<random>``.
+
+The stop rule, made atomic by the Lua scripts below:
+
+* a worker is *busy* from the moment it pops a request until its own engine is idle again
+  (nothing downloading, nothing being parsed, every new request pushed to the shared queue);
+* it reports (liveness + busy/idle) every second, and every 0.25 s while idle;
+* the run is *over* for a worker once the shared queue has been empty and no live worker busy
+  for ``crawl_idle_seconds`` without a break; it then closes with reason ``finished``;
+* a worker silent for ``crawl_worker_timeout_seconds`` while busy is presumed dead: it is
+  dropped and counted as ``lost`` (the run then ends failed: its requests may be lost); a silent
+  idle worker is dropped after a few seconds and costs nothing;
+* the last worker to leave closes the run in Redis (late joiners are refused) and reports
+  whether it ended complete (empty queue, no lost worker, and some worker got through all its
+  start requests) — then, and only then, the crawl-run recorder delists what the run no longer
+  found. A worker stopped by SIGTERM finishes what it has in flight, hands back what it had not
+  started, and leaves like the others: the run is complete if nothing is left in the queue.
+
+Every write refreshes the TTL of the run's keys, so they expire ``redis_run_ttl_seconds`` after
+the run's last activity, whatever way it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from christmas_spiders.distributed import keys
+
+logger = logging.getLogger(__name__)
+
+IDLE_WORKER_STALE_MS = 5_000  # an idle worker silent this long is dropped (no work is lost)
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+# KEYS: requests seen workers busy state; ARGV[1] ttl, ARGV[2] busy timeout ms.
+_REAP = """
+local lost = 0
+local gone = 0
+local stale_ms = math.min(IDLE_WORKER_STALE_MS, tonumber(ARGV[2]))
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - stale_ms)
+for _, worker in ipairs(stale) do
+  local busy = redis.call('SISMEMBER', KEYS[4], worker) == 1
+  local seen = tonumber(redis.call('ZSCORE', KEYS[3], worker))
+  if not busy then
+    redis.call('ZREM', KEYS[3], worker)
+    gone = gone + 1
+  elseif seen < now - tonumber(ARGV[2]) then
+    redis.call('ZREM', KEYS[3], worker)
+    redis.call('SREM', KEYS[4], worker)
+    redis.call('HINCRBY', KEYS[5], 'lost', 1)
+    lost = lost + 1
+  end
+end
+local function refresh()
+  for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+end
+""".replace("IDLE_WORKER_STALE_MS", str(IDLE_WORKER_STALE_MS))
+
+# + KEYS[6] announcements; ARGV[3] worker, ARGV[4] arguments JSON, ARGV[5] run name,
+#   ARGV[6] announcement JSON, ARGV[7] channel.
+_ENTER = (
+    _NOW
+    + _REAP
+    + """
+local status = redis.call('HGET', KEYS[5], 'status')
+if status and status ~= 'running' then return status end
+redis.call('HSETNX', KEYS[5], 'status', 'running')
+redis.call('HSETNX', KEYS[5], 'arguments', ARGV[4])
+redis.call('HSETNX', KEYS[5], 'opened_at', now)
+redis.call('ZADD', KEYS[3], now, ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[3])
+refresh()
+if redis.call('HSET', KEYS[6], ARGV[5], ARGV[6]) == 1 then
+  redis.call('PUBLISH', ARGV[7], ARGV[5])
+end
+return 'running'
+"""
+)
+
+# ARGV[3] worker, ARGV[4] '1' when busy.
+_REPORT = (
+    _NOW
+    + """
+local known = redis.call('ZSCORE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[3], now, ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('SADD', KEYS[4], ARGV[3])
+else
+  redis.call('SREM', KEYS[4], ARGV[3])
+  redis.call('HSET', KEYS[5], 'seeded', 1)
+end
+"""
+    + _REAP
+    + """
+refresh()
+return {redis.call('ZCARD', KEYS[1]), redis.call('SCARD', KEYS[4]), lost,
+        known and 1 or 0, redis.call('HGET', KEYS[5], 'status') or ''}
+"""
+)
+
+# + KEYS[6] announcements; ARGV[3] worker, ARGV[4] run name, ARGV[5] '1' when idle.
+_LEAVE = (
+    _NOW
+    + """
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('SREM', KEYS[4], ARGV[3])
+if ARGV[5] == '1' then redis.call('HSET', KEYS[5], 'seeded', 1) end
+"""
+    + _REAP
+    + """
+local last = 0
+if redis.call('ZCARD', KEYS[3]) == 0 and redis.call('HGET', KEYS[5], 'status') == 'running' then
+  last = 1
+  redis.call('HSET', KEYS[5], 'status', 'closed')
+  redis.call('HDEL', KEYS[6], ARGV[4])
+end
+refresh()
+return {last, redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[1]),
+        tonumber(redis.call('HGET', KEYS[5], 'lost') or '0'),
+        redis.call('HGET', KEYS[5], 'years') or '',
+        redis.call('HGET', KEYS[5], 'product_gone') or '',
+        redis.call('HGET', KEYS[5], 'seeded') or ''}
+"""
+)
+
+# KEYS: requests busy; ARGV[1] worker. Pop the best request and mark the worker busy, at once.
+POP = """
+local popped = redis.call('ZPOPMIN', KEYS[1])
+if #popped == 0 then return false end
+redis.call('SADD', KEYS[2], ARGV[1])
+return popped[1]
+"""
+
+
+# KEYS: state announcements; ARGV: arguments JSON, ttl, run name, announcement JSON, channel.
+_ANNOUNCE = (
+    _NOW
+    + """
+redis.call('HSETNX', KEYS[1], 'status', 'running')
+redis.call('HSETNX', KEYS[1], 'arguments', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'opened_at', now)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[3])
+return 1
+"""
+)
+
+
+class RunClosed(RuntimeError):
+    """The run is already over in Redis; a late worker has nothing to do."""
+
+
+@dataclass(frozen=True)
+class Report:
+    queued: int  # requests in the shared queue
+    busy: int  # live workers holding requests (this one included when busy)
+    lost: int  # workers found dead by this report
+    registered: bool  # this worker was still registered (not dropped as silent)
+    status: str  # running / closed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What leaving the run told this worker."""
+
+    last: bool  # no worker left: this one closed the run
+    remaining: int  # other workers still in the run
+    queued: int  # requests left in the shared queue
+    lost: int  # workers of the run presumed dead
+    years: frozenset[int] | None  # the years the run crawled (year/all modes), if recorded
+    product_gone: bool  # url/product_id mode: the product page was gone
+    seeded: bool  # some worker went through all its start requests
+
+    @property
+    def complete(self) -> bool:
+        """The last worker left an empty queue, nobody was lost, and the run had been seeded
+        (a worker stopped before its start requests were out leaves an empty queue too)."""
+        return self.last and not self.queued and not self.lost and self.seeded
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class CrawlRun:
+    """One worker's handle on a run in Redis (thread-safe: the client is)."""
+
+    def __init__(
+        self,
+        server: redis.Redis,
+        run_keys: keys.RunKeys,
+        *,
+        ttl_seconds: int,
+        worker_timeout_seconds: float,
+        worker: str | None = None,
+    ) -> None:
+        self.server = server
+        self.keys = run_keys
+        self.ttl = int(ttl_seconds)
+        self.timeout_ms = int(worker_timeout_seconds * 1000)
+        self.worker = worker or worker_id()
+        self._enter = server.register_script(_ENTER)
+        self._report = server.register_script(_REPORT)
+        self._leave = server.register_script(_LEAVE)
+        self.pop_script = server.register_script(POP)
+
+    @property
+    def name(self) -> str:
+        return self.keys.name
+
+    def _run_keys(self) -> list[str]:
+        return list(self.keys.all())
+
+    def enter(self, arguments: Mapping[str, Any]) -> None:
+        """Register this worker (opening and announcing the run if new); RunClosed if it is over."""
+        prefix = self.keys.prefix
+        announcement = json.dumps({"vendor": self.keys.vendor, "run_id": self.keys.run_id})
+        status = self._enter(
+            keys=[*self._run_keys(), keys.announcements(prefix)],
+            args=[
+                self.ttl,
+                self.timeout_ms,
+                self.worker,
+                json.dumps(dict(arguments), sort_keys=True),
+                self.name,
+                announcement,
+                keys.announcement_channel(prefix),
+            ],
+        )
+        status = status.decode() if isinstance(status, bytes) else status
+        if status != "running":
+            raise RunClosed(f"crawl run {self.name} is already {status} in Redis")
+
+    def report(self, *, busy: bool) -> Report:
+        queued, busy_count, lost, known, status = self._report(
+            keys=self._run_keys(), args=[self.ttl, self.timeout_ms, self.worker, int(busy)]
+        )
+        return Report(
+            int(queued),
+            int(busy_count),
+            int(lost),
+            bool(known),
+            status.decode() if isinstance(status, bytes) else str(status),
+        )
+
+    def leave(self, *, idle: bool) -> Outcome:
+        """Leave the run; `idle`: nothing of this worker's is left undone (its start requests
+        included)."""
+        last, remaining, queued, lost, years, gone, seeded = self._leave(
+            keys=[*self._run_keys(), keys.announcements(self.keys.prefix)],
+            args=[self.ttl, self.timeout_ms, self.worker, self.name, int(idle)],
+        )
+        return Outcome(
+            last=bool(last),
+            remaining=int(remaining),
+            queued=int(queued),
+            lost=int(lost),
+            years=frozenset(json.loads(years)) if years else None,
+            product_gone=bool(gone),
+            seeded=bool(seeded),
+        )
+
+    def record_years(self, years: frozenset[int], *, authoritative: bool) -> None:
+        """The years the run crawls: the year index's word replaces a cache-based guess."""
+        value = json.dumps(sorted(years))
+        if authoritative:
+            self.server.hset(self.keys.state, "years", value)
+        else:
+            self.server.hsetnx(self.keys.state, "years", value)
+
+    def record_product_gone(self) -> None:
+        self.server.hset(self.keys.state, "product_gone", 1)
+
+
+def announce(
+    server: redis.Redis, run_keys: keys.RunKeys, arguments: Mapping[str, Any], ttl_seconds: int
+) -> None:
+    """Open a run in Redis without working it, and wake the standing workers to join it."""
+    server.register_script(_ANNOUNCE)(
+        keys=[run_keys.state, keys.announcements(run_keys.prefix)],
+        args=[
+            json.dumps(dict(arguments), sort_keys=True),
+            int(ttl_seconds),
+            run_keys.name,
+            json.dumps({"vendor": run_keys.vendor, "run_id": run_keys.run_id}),
+            keys.announcement_channel(run_keys.prefix),
+        ],
+    )
+
+
+def announced_runs(server: redis.Redis, prefix: str) -> list[tuple[str, int]]:
+    """(vendor, run id) of every announced run, oldest id first."""
+    runs = []
+    for raw in server.hvals(keys.announcements(prefix)):
+        try:
+            data = json.loads(raw)
+            runs.append((str(data["vendor"]), int(data["run_id"])))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("ignoring a malformed run announcement: %r", raw)
+    return sorted(runs, key=lambda run: run[1])
+
+
+def run_status(server: redis.Redis, run_keys: keys.RunKeys) -> str | None:
+    """running / closed, or None when the run is unknown in Redis (never opened, or expired)."""
+    status = server.hget(run_keys.state, "status")
+    return status.decode() if isinstance(status, bytes) else status
+
+
+def forget(server: redis.Redis, run_keys: keys.RunKeys) -> None:
+    """Withdraw the announcement of a run that no longer exists in Redis."""
+    server.hdel(keys.announcements(run_keys.prefix), run_keys.name)

@@ -1,0 +1,578 @@
+"""Distributed crawling through Redis: real Redis, real PostgreSQL, the replica, `scrapy crawl`.
+
+Each test writes under its own key prefix on the shared Redis (127.0.0.1:6379, or
+TEST_REDIS_URL) and deletes those keys afterwards; tests that kill Redis start a private
+redis-server of their own on a free port. Crawls are child processes, as users run them.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from christmas_spiders.distributed import keys
+from christmas_spiders.storage.schema import crawl_runs, products
+
+from .conftest import PROJECT_ROOT
+from .crawl import scrapy_crawl
+from .replica.client import Replica
+
+HOOH = "hookedonhallmark_com"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Politeness off for speed (AutoThrottle, and a shared budget far above what a test sends).
+FAST = {"AUTOTHROTTLE_ENABLED": "0", "RETRY_BACKOFF_BASE": "0.05", "RETRY_BACKOFF_MAX": "1"}
+FAST_ENV = {
+    "CHRISTMAS_CRAWL_IDLE_SECONDS": "1",
+    "CHRISTMAS_SHOP_MAX_CONCURRENCY": "100",
+    "CHRISTMAS_SHOP_REQUESTS_PER_SECOND": "10000",
+}
+PRODUCT_PATH = re.compile(r"GET (/[^ ]*_p_\d+\.html) HTTP")  # werkzeug colours non-200 lines
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    server = redis.Redis.from_url(REDIS_URL)
+    for key in server.scan_iter(match=f"{prefix}:*", count=1000):
+        server.delete(key)
+    server.close()
+
+
+@pytest.fixture
+def shared_redis() -> Iterator[redis.Redis]:
+    server = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield server
+    server.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own (never the shared one), which it may kill."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed"
+        self.popen = subprocess.Popen(
+            [
+                *(binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.folder)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the private redis-server did not start"
+                time.sleep(0.05)
+        client.close()
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = PrivateRedis(folder)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_env(
+    database_url: str, tmp_path: Path, redis_prefix: str
+) -> Callable[..., dict[str, str]]:
+    """The environment of a distributed crawl of this test; keyword arguments override."""
+
+    def make(**values: str) -> dict[str, str]:
+        env = {
+            "DATABASE_URL": database_url,
+            "CHRISTMAS_DATA_DIR": str(tmp_path / "data"),
+            "REDIS_URL": REDIS_URL,
+            "CHRISTMAS_REDIS_KEY_PREFIX": redis_prefix,
+            **FAST_ENV,
+        }
+        env.update(values)
+        return env
+
+    return make
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _command(
+    spider: str, arguments: dict[str, str], settings: dict[str, str], verb: str = "crawl"
+) -> list[str]:
+    command = [sys.executable, "-m", "scrapy", verb, spider]
+    for key, value in settings.items():
+        command += ["-s", f"{key}={value}"]
+    for key, value in arguments.items():
+        command += ["-a", f"{key}={value}"]
+    return command
+
+
+def _child_env(env: dict[str, str]) -> dict[str, str]:
+    child = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    child.update(env)
+    return child
+
+
+def start_crawl(
+    spider: str,
+    env: dict[str, str],
+    log: Path,
+    arguments: dict[str, str] | None = None,
+    settings: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`scrapy crawl` in the background, its output in `log`."""
+    with open(log, "wb") as output:
+        return subprocess.Popen(
+            _command(spider, arguments or {}, {**FAST, **(settings or {})}),
+            cwd=PROJECT_ROOT,
+            env=_child_env(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def announce(spider: str, env: dict[str, str], **arguments: str) -> int:
+    result = subprocess.run(
+        _command(spider, arguments, {}, verb="announce"),
+        cwd=PROJECT_ROOT,
+        env=_child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def crawl(spider: str, env: dict[str, str], **arguments: str) -> subprocess.CompletedProcess[str]:
+    return scrapy_crawl(spider, env=env, arguments=arguments, settings=FAST, timeout=120)
+
+
+def wait(popen: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> str:
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+        pytest.fail(f"the crawl did not end in {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+    return log.read_text()
+
+
+def stored(engine: Engine, vendor: str) -> dict[str, dict[str, Any]]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(products).where(products.c.vendor == vendor))
+        return {row.vendor_product_id: dict(row._mapping) for row in rows}
+
+
+def run_row(engine: Engine, run_id: int | None = None) -> dict[str, Any]:
+    query = sa.select(crawl_runs).order_by(crawl_runs.c.id.desc())
+    if run_id is not None:
+        query = query.where(crawl_runs.c.id == run_id)
+    with engine.connect() as connection:
+        return dict(connection.execute(query).first()._mapping)
+
+
+def stat(output: str, name: str) -> int:
+    found = re.search(rf"'{re.escape(name)}': (\d+)", output)
+    return int(found.group(1)) if found else 0
+
+
+def product_requests(log_path: Path) -> collections.Counter[str]:
+    """Product pages requested, by path, from the replica's access log."""
+    return collections.Counter(PRODUCT_PATH.findall(log_path.read_text()))
+
+
+def expected_ids(replica: Replica, vendor: str, years: set[int] | None = None) -> set[str]:
+    return {item.vendor_product_id for item in replica.expected_items(vendor, years)}
+
+
+def run_keys(server: redis.Redis, prefix: str) -> list[str]:
+    return sorted(server.scan_iter(match=f"{prefix}:run:*", count=1000))
+
+
+# -- several workers, one run ----------------------------------------------------------------------
+
+
+def test_two_workers_share_one_run_and_fetch_each_page_once(
+    start_replica: Callable[..., Replica],
+    redis_env: Callable[..., dict[str, str]],
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    replica = start_replica(latency_ms=60, access_log=True)
+    env = redis_env()
+    run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
+    slow = {"CONCURRENT_REQUESTS": "2"}  # so that the crawl lasts long enough for both
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    workers = [start_crawl(HOOH, env, log, {"run_id": str(run_id)}, slow) for log in logs]
+    outputs = [wait(worker, log) for worker, log in zip(workers, logs, strict=True)]
+
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:]
+    assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH)
+    run = run_row(engine, run_id)
+    assert (run["status"], run["items_created"]) == ("finished", len(expected_ids(replica, HOOH)))
+    requested = product_requests(replica.process.log_path)
+    assert len(requested) == len(replica.shop(HOOH))  # every product page of the shop …
+    assert set(requested.values()) == {1}  # … exactly once between the two workers
+    scraped = [stat(output, "item_scraped_count") for output in outputs]
+    assert min(scraped) >= 5, scraped  # both did real work
+    assert sum(scraped) == len(expected_ids(replica, HOOH))
+
+
+def test_a_worker_joining_takes_the_runs_arguments(
+    replica: Replica, redis_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    env = redis_env()
+    run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
+    result = crawl(HOOH, env, run_id=str(run_id), year="2018")
+    assert result.returncode != 0
+    assert f"crawl run {run_id} was started with arguments" in result.stderr
+    assert f"give only -a run_id={run_id}" in result.stderr
+
+
+def test_a_worker_joining_a_closed_run_leaves_it_alone(
+    replica: Replica, redis_env: Callable[..., dict[str, str]], engine: Engine
+) -> None:
+    env = redis_env()
+    first = crawl(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
+    assert first.returncode == 0, first.stdout[-3000:]
+    before = run_row(engine)
+    late = crawl(HOOH, env, run_id=str(before["id"]))
+    assert late.returncode == 0, late.stdout[-3000:]
+    assert "is already closed in Redis" in late.stdout
+    after = run_row(engine)
+    assert (after["requests"], after["status"]) == (before["requests"], "finished")
+
+
+# -- dedup per run ---------------------------------------------------------------------------------
+
+
+def test_the_next_run_refetches_everything_and_old_dedup_keys_expire(
+    replica_reset: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+) -> None:
+    replica = replica_reset
+    env = redis_env(CHRISTMAS_REDIS_RUN_TTL_SECONDS="3")
+    first = crawl(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
+    assert first.returncode == 0, first.stdout[-3000:]
+    fetched_first = replica.stats(HOOH)["by_kind"]["product"]
+    first_run = int(re.search(r"started crawl run (\d+)", first.stdout).group(1))
+    seen_key = keys.RunKeys(redis_prefix, HOOH, first_run).seen
+    assert 0 < shared_redis.ttl(seen_key) <= 3
+
+    replica.reset(HOOH)
+    second = crawl(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert replica.stats(HOOH)["by_kind"]["product"] == fetched_first > 0
+
+    time.sleep(3.5)
+    assert run_keys(shared_redis, redis_prefix) == []  # no run's queue, dedup set or state
+    left = sorted(shared_redis.scan_iter(match=f"{redis_prefix}:*"))
+    assert all(":cache:" in key or ":shop:" in key for key in left), left
+
+
+# -- the year-link cache ---------------------------------------------------------------------------
+
+
+def _year_link_key(prefix: str, year: int) -> str:
+    return keys.year_link(prefix, HOOH, year)
+
+
+def test_year_link_cache_miss_reads_the_index_and_fills_the_cache(
+    replica_reset: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+) -> None:
+    replica = replica_reset
+    env = redis_env(CHRISTMAS_YEAR_LINKS_TTL_SECONDS="5000")
+    result = crawl(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert replica.stats(HOOH)["by_kind"]["index"] == 1
+    assert stat(result.stdout, "year_links/cache_miss") == 1
+    assert 4900 < shared_redis.ttl(_year_link_key(redis_prefix, 2019)) <= 5000
+    assert shared_redis.get(_year_link_key(redis_prefix, 2019)).startswith('["http')
+
+
+def test_a_cached_year_is_crawled_without_the_index(
+    replica_reset: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+    engine: Engine,
+) -> None:
+    replica = replica_reset
+    links = [
+        replica.url(HOOH, category.path)
+        for category in replica.shop(HOOH).year_categories()
+        if category.year == 2019
+    ]
+    shared_redis.set(_year_link_key(redis_prefix, 2019), f'["{links[0]}"]', ex=600)
+    result = crawl(HOOH, redis_env(), base_url=replica.base_urls[HOOH], year="2019")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert replica.stats(HOOH)["by_kind"].get("index", 0) == 0
+    assert stat(result.stdout, "year_links/cache_hit") == 1
+    assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH, {2019})
+
+
+def test_a_stale_cached_link_is_dropped_and_refreshed_from_the_index(
+    replica_reset: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+    engine: Engine,
+) -> None:
+    replica = replica_reset
+    stale = replica.url(HOOH, "/2019-Hallmark-Ornaments_c_99999.html")  # answers 404
+    shared_redis.set(_year_link_key(redis_prefix, 2019), f'["{stale}"]', ex=600)
+    result = crawl(HOOH, redis_env(), base_url=replica.base_urls[HOOH], year="2019")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert stat(result.stdout, "year_links/stale") == 1
+    assert replica.stats(HOOH)["by_kind"]["index"] == 1
+    assert stale not in shared_redis.get(_year_link_key(redis_prefix, 2019))
+    assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH, {2019})
+    assert run_row(engine)["status"] == "finished"
+
+
+# -- Redis failures --------------------------------------------------------------------------------
+
+
+def test_redis_lost_mid_crawl_fails_the_run_cleanly_and_a_rerun_completes(
+    replica_reset: Replica,
+    private_redis: PrivateRedis,
+    redis_env: Callable[..., dict[str, str]],
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    replica = replica_reset
+    replica.set_latency(150, HOOH)
+    env = redis_env(REDIS_URL=private_redis.url, CHRISTMAS_STORE_FLUSH_SECONDS="0.2")
+    log = tmp_path / "crawl.log"
+    worker = start_crawl(
+        HOOH, env, log, {"base_url": replica.base_urls[HOOH]}, {"CONCURRENT_REQUESTS": "2"}
+    )
+    deadline = time.monotonic() + 60
+    while len(stored(engine, HOOH)) < 5:  # some items stored: the crawl is well under way
+        assert time.monotonic() < deadline and worker.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.1)
+    private_redis.kill()
+    output = wait(worker, log, timeout=60)
+
+    assert worker.returncode == 1, output[-3000:]
+    assert "lost Redis during crawl run" in output
+    run = run_row(engine)
+    assert (run["status"], run["close_reason"]) == ("failed", "redis_unavailable")
+    assert run["items_dead_lettered"] == 0
+    rows = stored(engine, HOOH)
+    assert len(rows) == run["items_created"] == stat(output, "item_scraped_count")  # none lost
+    assert set(rows) < expected_ids(replica, HOOH)
+
+    private_redis.start()  # a fresh, empty Redis: the re-run does the whole work again
+    again = crawl(HOOH, env, base_url=replica.base_urls[HOOH])
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH)
+    assert run_row(engine)["status"] == "finished"
+
+
+def test_redis_down_at_start_refuses_to_start(
+    replica_reset: Replica, redis_env: Callable[..., dict[str, str]], engine: Engine
+) -> None:
+    closed = f"redis://127.0.0.1:{_free_port()}/0"
+    result = crawl(HOOH, redis_env(REDIS_URL=closed), base_url=replica_reset.base_urls[HOOH])
+    assert result.returncode != 0
+    assert f"cannot start the crawl: Redis at {closed} (REDIS_URL) is unreachable" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert replica_reset.stats(HOOH)["total"] == 0
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(crawl_runs)).scalar() == 0
+
+
+def test_a_crawl_without_redis_uses_scrapys_own_scheduler(
+    replica: Replica, database_url: str, tmp_path: Path
+) -> None:
+    item = replica.expected_items(HOOH)[0]
+    result = scrapy_crawl(
+        HOOH,
+        env={"DATABASE_URL": database_url, "CHRISTMAS_DATA_DIR": str(tmp_path / "data")},
+        arguments={"url": item.link, "base_url": replica.base_urls[HOOH]},
+        settings=FAST,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "scheduler/enqueued/memory" in result.stdout
+    assert "redis" not in result.stdout.lower()
+
+
+# -- the standing worker ---------------------------------------------------------------------------
+
+
+def test_a_standing_worker_joins_an_announced_run_and_hands_back_its_work_on_sigterm(
+    start_replica: Callable[..., Replica],
+    redis_env: Callable[..., dict[str, str]],
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    replica = start_replica(latency_ms=150, access_log=True)
+    env = redis_env(CHRISTMAS_WORKER_POLL_SECONDS="1", CHRISTMAS_STORE_FLUSH_SECONDS="0.2")
+    worker_log = tmp_path / "standing.log"
+    with open(worker_log, "wb") as output:
+        standing = subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "worker"]
+            + [
+                item
+                for key, value in {**FAST, "CONCURRENT_REQUESTS": "2"}.items()
+                for item in ("-s", f"{key}={value}")
+            ],
+            cwd=PROJECT_ROOT,
+            env=_child_env(env),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
+        deadline = time.monotonic() + 60
+        while len(stored(engine, HOOH)) < 5:  # the standing worker's crawl is at work
+            assert time.monotonic() < deadline, worker_log.read_text()[-3000:]
+            time.sleep(0.1)
+        sibling_log = tmp_path / "sibling.log"
+        sibling = start_crawl(
+            HOOH, env, sibling_log, {"run_id": str(run_id)}, {"CONCURRENT_REQUESTS": "2"}
+        )
+        while "joined crawl run" not in sibling_log.read_text():  # the sibling is at work too
+            assert time.monotonic() < deadline and sibling.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.5)
+        standing.send_signal(signal.SIGTERM)
+        standing_output = wait(standing, worker_log, timeout=40)
+        sibling_output = wait(sibling, sibling_log)
+    finally:
+        if standing.poll() is None:
+            standing.kill()
+    assert standing.returncode == 0, standing_output[-3000:]
+    assert "standing worker stopped" in standing_output
+    assert "other worker(s) still at work" in standing_output  # it left, the sibling went on
+    assert sibling.returncode == 0, sibling_output[-3000:]
+    assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH)
+    run = run_row(engine, run_id)
+    assert run["status"] == "finished"
+    assert set(product_requests(replica.process.log_path).values()) == {1}
+
+
+def test_the_standing_worker_idles_and_stops_on_sigterm(
+    redis_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    log = tmp_path / "standing.log"
+    with open(log, "wb") as output:
+        standing = subprocess.Popen(
+            [sys.executable, "-m", "scrapy", "worker"],
+            cwd=PROJECT_ROOT,
+            env=_child_env(redis_env()),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    time.sleep(2.5)
+    assert standing.poll() is None
+    standing.send_signal(signal.SIGTERM)
+    wait(standing, log, timeout=15)
+    assert standing.returncode == 0
+    assert "standing worker stopped" in log.read_text()
+
+
+# -- the request queue -----------------------------------------------------------------------------
+
+
+def test_a_distributed_crawl_renders_year_grids_through_the_queue(
+    replica: Replica, redis_env: Callable[..., dict[str, str]], engine: Engine
+) -> None:
+    vendor = "hallmark_ornaments_com"
+    result = crawl(vendor, redis_env(), base_url=replica.base_urls[vendor], year="2019")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert set(stored(engine, vendor)) == expected_ids(replica, vendor, {2019})
+    assert run_row(engine)["browser_renders"] >= 1  # meta["render"] came back from Redis
+
+
+def test_render_requests_survive_the_queue_round_trip(
+    shared_redis: redis.Redis, redis_prefix: str
+) -> None:
+    from scrapy.utils.test import get_crawler
+
+    from christmas_spiders import config
+    from christmas_spiders.distributed.run import CrawlRun
+    from christmas_spiders.distributed.scheduler import RunQueue
+    from christmas_spiders.spiders.hallmark_ornaments_com import (
+        GRID_RENDER,
+        HallmarkOrnamentsSpider,
+    )
+
+    settings = {"RENDER_YEAR_GRIDS": True, "CHRISTMAS_CONFIG": config.load({})}
+    crawler = get_crawler(HallmarkOrnamentsSpider, settings)
+    spider = HallmarkOrnamentsSpider.from_crawler(crawler)
+    request = spider.category_request("http://127.0.0.1:9/2019_c_300.html", 2019)
+    assert request.meta["render"] == GRID_RENDER
+    server = redis.Redis.from_url(REDIS_URL)
+    run = CrawlRun(
+        server,
+        keys.RunKeys(redis_prefix, spider.name, 1),
+        ttl_seconds=60,
+        worker_timeout_seconds=60,
+    )
+    queue = RunQueue(server, spider, run)
+    queue.push(request)
+    popped = queue.pop()
+    server.close()
+    assert popped.meta == request.meta
+    assert popped.meta["render"] == GRID_RENDER
+    assert (popped.url, popped.callback, popped.cb_kwargs) == (
+        request.url,
+        spider.parse_category,
+        {"year": 2019, "page": 1},
+    )
