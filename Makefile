@@ -30,6 +30,8 @@ demo: $(READY)
 bench: $(READY)
 	$(PYTHON) -m bench.storage_upserts
 	$(PYTHON) -m bench.auditor_latency
+	$(PYTHON) -m bench.crawl_efficiency
+	$(PYTHON) -m bench.crawl_workers
 
 up: $(READY)
 	@echo "make up arrives with the production issue (10)." >&2; exit 1
