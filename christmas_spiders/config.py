@@ -417,6 +417,15 @@ class Config:
     auditor_retry_backoff_seconds: float = _option(1.0, _number(float, 0.0, 300.0))
     auditor_pause_seconds: float = _option(900.0, _number(float, 1.0, 7 * 86400.0))
     auditor_delivery_log_days: int = _option(30, _number(int, 1, 3650))
+    # The scheduler (`python scheduler.py`); see README "Scheduler". One structured option
+    # (`CHRISTMAS_SCHEDULE` as JSON); its shape, defaults and checks live in
+    # christmas_spiders.scheduling.settings (imported here, then dropped).
+    from christmas_spiders.scheduling import settings as _scheduling
+
+    schedule: _scheduling.Schedule = _option(  # noqa: F821 (a string annotation)
+        _scheduling.Schedule(), _scheduling.parse_schedule
+    )
+    del _scheduling
 
     @property
     def dead_letter_dir(self) -> Path:
