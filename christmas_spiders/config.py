@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from christmas_spiders.distributed import defaults as _redis
+from christmas_spiders.scheduling import settings as _scheduling
 from christmas_spiders.vendors import VENDORS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -389,9 +391,7 @@ class Config:
     # it delists nothing (the crawl looks incomplete).
     delist_min_ratio: float = _option(0.5, _number(float, 0.0, 1.0))
     # Distributed crawling, only with redis_url; see README "Scale out". The defaults are the
-    # named constants of christmas_spiders.distributed.defaults (imported here, then dropped).
-    from christmas_spiders.distributed import defaults as _redis
-
+    # named constants of christmas_spiders.distributed.defaults.
     redis_key_prefix: str = _option(_redis.REDIS_KEY_PREFIX, _text)
     redis_run_ttl_seconds: int = _option(_redis.RUN_TTL_SECONDS, _number(int, 2, 30 * 86400))
     crawl_idle_seconds: float = _option(_redis.IDLE_SECONDS, _number(float, 0.5, 3600.0))
@@ -407,7 +407,6 @@ class Config:
     )
     worker_poll_seconds: float = _option(_redis.WORKER_POLL_SECONDS, _number(float, 0.1, 3600.0))
     worker_max_crawls: int = _option(_redis.WORKER_MAX_CRAWLS, _number(int, 1, 100))
-    del _redis
     # The audit worker (webapi.auditor); see README "Audit worker".
     subscribers: tuple[Subscriber, ...] = _option((), _subscribers)
     auditor_poll_seconds: float = _option(5.0, _number(float, 0.05, 3600.0))
@@ -419,13 +418,8 @@ class Config:
     auditor_delivery_log_days: int = _option(30, _number(int, 1, 3650))
     # The scheduler (`python scheduler.py`); see README "Scheduler". One structured option
     # (`CHRISTMAS_SCHEDULE` as JSON); its shape, defaults and checks live in
-    # christmas_spiders.scheduling.settings (imported here, then dropped).
-    from christmas_spiders.scheduling import settings as _scheduling
-
-    schedule: _scheduling.Schedule = _option(  # noqa: F821 (a string annotation)
-        _scheduling.Schedule(), _scheduling.parse_schedule
-    )
-    del _scheduling
+    # christmas_spiders.scheduling.settings.
+    schedule: _scheduling.Schedule = _option(_scheduling.Schedule(), _scheduling.parse_schedule)
 
     @property
     def dead_letter_dir(self) -> Path:
