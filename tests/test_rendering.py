@@ -11,6 +11,7 @@ find, count and kill exactly that crawl's browser processes. One crawl exercises
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import os
 import re
@@ -465,6 +466,13 @@ def test_one_browser_renders_one_page_at_a_time(main_crawl: Crawl) -> None:
     assert all(main_crawl.page(f"slow{n}")["items"] == 5 for n in range(3))
     assert main_crawl.slow_max == 1
     assert (main_crawl.max_drivers, main_crawl.max_browsers) == (1, 1)
+
+
+def test_the_reactor_keeps_ticking_while_pages_render(main_crawl: Crawl) -> None:
+    # The slow pages render one after another in one browser, each taking SLOW_SECONDS. Had a
+    # render blocked the reactor, the event loop could not have turned in between.
+    ticks = sorted(main_crawl.page(f"slow{n}")["ticks"] for n in range(3))
+    assert all(later - earlier >= 10 for earlier, later in itertools.pairwise(ticks)), ticks
 
 
 def test_renders_are_counted_for_the_crawl_run(main_crawl: Crawl, crawl_database: str) -> None:

@@ -9,6 +9,7 @@ that reached the errback; plus the close reason, the crawl run id and the crawl 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -35,6 +36,8 @@ class RenderProbeSpider(scrapy.Spider):
         self.run_arguments = {"plan": Path(plan).name}
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
+        self.ticks = 0
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
         for page in self.plan:
             meta: dict[str, Any] = {"name": page["name"], "handle_httpstatus_list": [404]}
             if "render" in page:
@@ -47,8 +50,15 @@ class RenderProbeSpider(scrapy.Spider):
                 dont_filter=True,
             )
 
+    async def _tick(self) -> None:
+        """Count turns of the event loop (the reactor): they stop if anything blocks it."""
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
     def parse(self, response: Response) -> None:
         self.pages[response.meta["name"]] = {
+            "ticks": self.ticks,
             "status": response.status,
             "url": response.url,
             "flags": response.flags,
@@ -65,6 +75,7 @@ class RenderProbeSpider(scrapy.Spider):
         }
 
     def closed(self, reason: str) -> None:
+        self._ticker.cancel()
         assert self.crawler.stats is not None
         stats = {
             key: value.isoformat() if isinstance(value, datetime) else value
