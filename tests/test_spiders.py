@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from christmas_spiders.storage.products import ITEM_COLUMNS
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 
 from .crawl import scrapy_crawl
@@ -22,22 +23,7 @@ from .replica.layout import HO_EMPTY_YEAR, HOOH_EMPTY_YEAR, OS_EMPTY_YEAR
 
 HOOH, OS, HO = "hookedonhallmark_com", "ornament_shop_com", "hallmark_ornaments_com"
 STATIC_SHOPS = (HOOH, OS)
-FIELDS = (
-    "sku",
-    "name",
-    "price",
-    "regular_price",
-    "currency",
-    "availability",
-    "availability_text",
-    "release_year",
-    "brand",
-    "link",
-    "image_url",
-    "series",
-    "series_number",
-    "artist",
-)
+FIELDS = tuple(column for column in ITEM_COLUMNS if column != "vendor_product_id")
 # Politeness off for speed; retries wait 50 ms instead of seconds.
 FAST = {"AUTOTHROTTLE_ENABLED": "0", "RETRY_BACKOFF_BASE": "0.05", "RETRY_BACKOFF_MAX": "1"}
 

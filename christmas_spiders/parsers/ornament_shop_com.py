@@ -22,10 +22,10 @@ from christmas_spiders.parsers.structured import (
     itemprop_content,
     js_object,
     json_ld_product,
+    shown_price,
 )
 
 _YEAR = re.compile(r"^\d{4}$")
-_YEAR_CRUMB = re.compile(r"^\s*((?:19|20)\d\d)\b")
 
 
 def year_links(selector: Selector, url: str) -> list[tuple[int, str]]:
@@ -72,23 +72,16 @@ def _text(node: Selector | None, css: str = "") -> str | None:
     return normalize.clean_text(" ".join(node.css(f"{css} ::text" if css else "::text").getall()))
 
 
-def _price(value: Any) -> Decimal | None:
-    try:
-        return normalize.parse_price(value)
-    except ValueError:
-        return None
-
-
 def _bc_value(prices: dict[str, Any], key: str) -> Decimal | None:
     entry = prices.get(key)
-    return _price(entry.get("value")) if isinstance(entry, dict) else None
+    return shown_price(entry.get("value")) if isinstance(entry, dict) else None
 
 
 def _prices(selector: Selector, attributes: dict[str, Any], problems: list[Problem]):
     bc_prices = attributes.get("price") if isinstance(attributes.get("price"), dict) else {}
     scope = selector.css(".productView") or selector
-    shown = _price(_text(scope[0], "[data-product-price-without-tax]"))
-    was = _price(_text(scope[0], "[data-product-non-sale-price-without-tax]"))
+    shown = shown_price(_text(scope[0], "[data-product-price-without-tax]"))
+    was = shown_price(_text(scope[0], "[data-product-non-sale-price-without-tax]"))
     structured = _bc_value(bc_prices, "without_tax")
     structured_was = _bc_value(bc_prices, "non_sale_price_without_tax")
     if _text(scope[0], ".productView-price") and not shown:
@@ -129,9 +122,8 @@ def _availability(selector: Selector, attributes: dict[str, Any], ld_offer: dict
 
 def _release_year(selector: Selector, rows: dict[str, Selector], name: str) -> int | None:
     for crumb in selector.css(".breadcrumbs .breadcrumb span[itemprop=name]::text").getall():
-        match = _YEAR_CRUMB.match(crumb)
-        if match:
-            return int(match.group(1))
+        if year := normalize.year_in_name(crumb):
+            return year
     stated = _text(rows.get("release year"))
     if stated and stated.isdigit():
         return int(stated)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urljoin
 
 from parsel import Selector
 from w3lib.html import replace_entities
 
+from christmas_spiders import normalize
 from christmas_spiders.parsers import Problem
 
 
@@ -70,6 +72,14 @@ def itemprop_content(selector: Selector, name: str) -> str | None:
     if value is None:
         value = " ".join(node.css("::text").getall())
     return value.strip() or None
+
+
+def shown_price(value: Any) -> Decimal | None:
+    """A price as the page shows it, or None when it shows none or none that can be read."""
+    try:
+        return normalize.parse_price(value)
+    except ValueError:
+        return None
 
 
 def absolute(page_url: str, href: str | None) -> str | None:

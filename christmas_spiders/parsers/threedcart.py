@@ -9,7 +9,6 @@ price; on a page marked on sale the higher amount is ``regular_price``.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import Any
 
 from parsel import Selector
@@ -23,21 +22,14 @@ from christmas_spiders.parsers.structured import (
     itemprop_content,
     js_object,
     json_ld_product,
+    shown_price,
 )
 
 _LABELLED = re.compile(r"^\s*(?P<label>[A-Za-z ]+?)\s*:\s*(?P<value>.+?)\s*$")
-_YEAR_CRUMB = re.compile(r"^\s*((?:19|20)\d\d)\b")
 
 
 def _text(selector: Selector, css: str) -> str | None:
     return normalize.clean_text(" ".join(selector.css(f"{css} ::text").getall()))
-
-
-def _price(value: Any) -> Decimal | None:
-    try:
-        return normalize.parse_price(value)
-    except ValueError:
-        return None
 
 
 def labelled_rows(selector: Selector) -> dict[str, str]:
@@ -56,21 +48,17 @@ def breadcrumb_year(selector: Selector) -> int | None:
     crumbs = selector.css(
         ".breadcrumb-section li ::text, .breadcrumbs a::text, .breadcrumbs ::text"
     ).getall()
-    for crumb in crumbs:
-        match = _YEAR_CRUMB.match(crumb)
-        if match:
-            return int(match.group(1))
-    return None
+    return next((year for crumb in crumbs if (year := normalize.year_in_name(crumb))), None)
 
 
 def _prices(selector: Selector, item: dict[str, Any], problems: list[Problem]):
-    shown = _price(_text(selector, "#price"))
+    shown = shown_price(_text(selector, "#price"))
     on_sale = bool(selector.css(".saleprice, .sale-price, del.original-price"))
-    struck = _price(_text(selector, "del.original-price, .saleprice del, del.price2"))
-    retail = _price(_text(selector, ".retailprice span, .retailprice"))
-    structured = _price(item.get("price"))
+    struck = shown_price(_text(selector, "del.original-price, .saleprice del, del.price2"))
+    retail = shown_price(_text(selector, ".retailprice span, .retailprice"))
+    structured = shown_price(item.get("price"))
     if structured is None:
-        structured = _price(itemprop_content(selector, "price"))
+        structured = shown_price(itemprop_content(selector, "price"))
     price = shown if shown is not None else structured
     regular = None
     if on_sale:
