@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders import config as config_module
 from christmas_spiders.config import Config
+from christmas_spiders.distributed.keys import RunKeys
 from christmas_spiders.scheduling import jobs, store
 from christmas_spiders.scheduling.runner import Crawl, CrawlRunner
 from christmas_spiders.storage import get_engine
@@ -256,3 +257,25 @@ def test_the_stale_job_resyncs_each_stale_product_by_its_id(
     ]
     assert {row.stats["scheduler/job_id"] for row in rows} == {jobs.stale_id(OS)}
     assert set(ids) - set(synced) == {stale[0]}  # left for the next run
+
+
+def test_an_announced_run_over_budget_is_failed_and_its_workers_stop(
+    standing_worker: Config, replica: Replica, engine: Engine
+) -> None:
+    replica.set_latency(400, OS)  # a slow shop: the crawl cannot end within its budget
+    try:
+        outcome = make_runner(standing_worker).run(Crawl("sync:x", OS, {}, budget=3))
+    finally:
+        replica.set_latency(0, OS)
+    assert (outcome.status, outcome.reason) == ("failed", "time_budget"), outcome
+    run_keys = RunKeys(standing_worker.redis_key_prefix, OS, outcome.run_id)
+    server = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert server.hget(run_keys.state, "status") == b"closed"
+        deadline = time.monotonic() + 30
+        while server.zcard(run_keys.workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.zcard(run_keys.workers) == 0, "the run's workers did not stop"
+    finally:
+        server.close()
+    assert the_run(engine, outcome.run_id)["status"] == "failed"

@@ -322,6 +322,16 @@ def run_status(server: redis.Redis, run_keys: keys.RunKeys) -> str | None:
     return status.decode() if isinstance(status, bytes) else status
 
 
+def stop(server: redis.Redis, run_keys: keys.RunKeys) -> None:
+    """Close a run from outside (the scheduler, over budget): its workers see the closed status
+    at their next report and stop; no new worker can join."""
+    pipe = server.pipeline()
+    if server.exists(run_keys.state):
+        pipe.hset(run_keys.state, "status", "closed")
+    pipe.hdel(keys.announcements(run_keys.prefix), run_keys.name)
+    pipe.execute()
+
+
 def forget(server: redis.Redis, run_keys: keys.RunKeys) -> None:
     """Withdraw the announcement of a run that no longer exists in Redis."""
     server.hdel(keys.announcements(run_keys.prefix), run_keys.name)

@@ -350,10 +350,10 @@ class CrawlRunner:
         return Outcome(crawl, status, reason or status, run_id, None, duration, counters)
 
     def _give_up(self, crawl: Crawl, run_id: int) -> None:
-        """Over budget: the run is recorded failed and withdrawn from the announcements, so no
-        further worker joins it (the workers already in it finish what they hold)."""
+        """Over budget: the run is recorded failed and closed in Redis: no further worker joins
+        it, and the workers in it stop at their next report."""
         logger.warning(
-            "%s: crawl run %s:%d exceeded its budget of %s: recorded failed and withdrawn",
+            "%s: crawl run %s:%d exceeded its budget of %s: recorded failed and stopped",
             crawl.job_id,
             crawl.vendor,
             run_id,
@@ -369,7 +369,7 @@ class CrawlRunner:
                 )
         assert self._redis is not None
         try:
-            run.forget(
+            run.stop(
                 self._redis, keys.RunKeys(self.config.redis_key_prefix, crawl.vendor, run_id)
             )
         except redis.RedisError as error:
