@@ -103,7 +103,8 @@ class CrawlRunRecorder:
                 run_id = runs.join_run(connection, spider.name, int(joined))
                 logger.info("joined crawl run %s", run_id)
             else:
-                run_id = runs.start_run(connection, spider.name, arguments)
+                tag = self.crawler.settings.get("CRAWL_RUN_TAG")
+                run_id = runs.start_run(connection, spider.name, arguments, tag=tag)
                 logger.info("started crawl run %s", run_id)
         return run_id
 

@@ -15,8 +15,8 @@
   ``scheduler/duration_seconds`` (and ``scheduler/stopped``) to the row's ``stats``; a row the
   crawl left ``running`` (it was killed) is closed ``failed`` with the reason, and a crawl that
   died before opening its row (a bad argument, no database) gets a ``failed`` row of its own.
-  The child's row is the first one of its vendor with exactly its arguments created after the
-  child started (the runner never runs the same crawl twice at once).
+  The child's row is found by the tag the runner hands it (Scrapy setting ``CRAWL_RUN_TAG``,
+  kept in the row's stats).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,11 +149,14 @@ class CrawlRunner:
             after_id = after_id.scalar_one()
         command = self.command(crawl)
         logger.info("%s: %s", crawl.job_id, " ".join(["scrapy", *command[3:]]))
+        tag = uuid.uuid4().hex  # how the child's crawl_runs row is found again
         started = time.monotonic()
-        child = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+        child = subprocess.Popen(
+            [*command, "-s", f"CRAWL_RUN_TAG={tag}"], cwd=PROJECT_ROOT, start_new_session=True
+        )
         stopped = self._wait(child, crawl, started)
         duration = time.monotonic() - started
-        return self._record(crawl, after_id, child.returncode, stopped, duration)
+        return self._record(crawl, after_id, tag, child.returncode, stopped, duration)
 
     def _wait(self, child: subprocess.Popen[bytes], crawl: Crawl, started: float) -> str | None:
         """Until the child exits; returns why it was stopped (time_budget, scheduler_stopped)."""
@@ -198,7 +202,13 @@ class CrawlRunner:
             os.killpg(child.pid, signal.SIGKILL)
 
     def _record(
-        self, crawl: Crawl, after_id: int, code: int, stopped: str | None, duration: float
+        self,
+        crawl: Crawl,
+        after_id: int,
+        tag: str,
+        code: int,
+        stopped: str | None,
+        duration: float,
     ) -> Outcome:
         extra: dict[str, Any] = {
             "scheduler/job_id": crawl.job_id,
@@ -210,7 +220,9 @@ class CrawlRunner:
         for attempt in range(1, _RECORD_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as db:
-                    run_id, status, reason = self._close(db, crawl, after_id, code, stopped, extra)
+                    run_id, status, reason = self._close(
+                        db, crawl, after_id, tag, code, stopped, extra
+                    )
                     counters = self._counters(db, run_id)
                 return Outcome(crawl, status, reason, run_id, code, duration, counters)
             except DATABASE_ERRORS as error:
@@ -231,6 +243,7 @@ class CrawlRunner:
         db: Connection,
         crawl: Crawl,
         after_id: int,
+        tag: str,
         code: int,
         stopped: str | None,
         extra: dict[str, Any],
@@ -241,7 +254,7 @@ class CrawlRunner:
             .where(
                 crawl_runs.c.id > after_id,
                 crawl_runs.c.spider == crawl.vendor,
-                crawl_runs.c.arguments == sa.literal(dict(crawl.arguments), type_=JSONB),
+                crawl_runs.c.stats[runs.TAG_STAT].astext == tag,
             )
             .order_by(crawl_runs.c.id)
             .limit(1)
@@ -369,9 +382,7 @@ class CrawlRunner:
                 )
         assert self._redis is not None
         try:
-            run.stop(
-                self._redis, keys.RunKeys(self.config.redis_key_prefix, crawl.vendor, run_id)
-            )
+            run.stop(self._redis, keys.RunKeys(self.config.redis_key_prefix, crawl.vendor, run_id))
         except redis.RedisError as error:
             logger.warning(
                 "could not withdraw crawl run %d: %s", run_id, connection.describe(error)

@@ -24,14 +24,25 @@ COUNTERS = (
 )
 
 
+TAG_STAT = "crawl_run/tag"
+
+
 class UnknownRun(LookupError):
     """A process was asked to join a crawl run that does not exist for its spider."""
 
 
-def start_run(connection: Connection, spider: str, arguments: Mapping[str, Any]) -> int:
+def start_run(
+    connection: Connection, spider: str, arguments: Mapping[str, Any], tag: str | None = None
+) -> int:
+    """Open a run. `tag` (Scrapy setting CRAWL_RUN_TAG) lets whoever started the crawl process
+    find its row: it is kept in the run's stats as `crawl_run/tag`."""
     return connection.execute(
         sa.insert(crawl_runs)
-        .values(spider=spider, arguments=dict(arguments))
+        .values(
+            spider=spider,
+            arguments=dict(arguments),
+            stats={TAG_STAT: tag} if tag else {},
+        )
         .returning(crawl_runs.c.id)
     ).scalar_one()
 
