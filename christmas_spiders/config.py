@@ -420,6 +420,19 @@ class Config:
     # (`CHRISTMAS_SCHEDULE` as JSON); its shape, defaults and checks live in
     # christmas_spiders.scheduling.settings.
     schedule: _scheduling.Schedule = _option(_scheduling.Schedule(), _scheduling.parse_schedule)
+    # The read-only API (webapi); see README "API". Where it reads: a replica when set (e.g. a
+    # Heroku Postgres follower), else api_database_url, else database_url. Key checks, the
+    # change feed and `last_used_at` always use api_database_url / database_url (the primary).
+    database_replica_url: str | None = _option(
+        None, _url(("postgresql", "postgres")), "DATABASE_REPLICA_URL"
+    )
+    api_database_url: str | None = _option(None, _url(("postgresql", "postgres")))
+    # The SELECT-only role `python -m christmas_spiders.storage upgrade` creates; the API runs
+    # as it (SET ROLE on a shared login, or a URL above naming it).
+    api_database_role: str = _option("christmas_api", _text)
+    api_rate_limit: int = _option(600, _number(int, 1, 10_000_000))  # requests per key/window
+    api_rate_limit_window_seconds: int = _option(60, _number(int, 1, 86_400))
+    api_statement_timeout_seconds: float = _option(10.0, _number(float, 0.1, 3600.0))
 
     @property
     def dead_letter_dir(self) -> Path:

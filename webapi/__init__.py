@@ -1,7 +1,9 @@
-"""The read-only API (Flask app factory). `flask --app webapi run` for development.
+"""The read-only API (Flask app factory). `flask --app webapi run` for development,
+`gunicorn 'webapi:create_app()'` in production.
 
 The API never changes the schema: at start it checks that the database is at this code's
-migration head and refuses to start otherwise.
+migration head and refuses to start otherwise. It reads as the SELECT-only database role
+(`webapi.db`), answers JSON everywhere, and documents itself at /openapi.json and /docs.
 """
 
 from __future__ import annotations
@@ -17,15 +19,47 @@ from christmas_spiders.storage import check_schema, get_engine
 def create_app(settings: config.Config | None = None, test_config: dict[str, Any] | None = None):
     settings = settings or config.load()
     logs.configure(settings.log_level, settings.log_format)
-    engine = get_engine(settings)
-    check_schema(engine)  # raises SchemaMismatch: the API refuses to start
+    check_schema(get_engine(settings))  # raises SchemaMismatch: the API refuses to start
+
+    from webapi import (
+        auth,
+        changes,
+        cli,
+        db,
+        docs,
+        errors,
+        health,
+        products,
+        runs,
+        schemas,
+        skus,
+        v1,
+    )
+    from webapi import vendors as vendors_blueprint
 
     app = Flask(__name__)
     app.config.update(CHRISTMAS_CONFIG=settings, JSON_SORT_KEYS=False)
+    app.config.update(docs.API_CONFIG)
+    app.config["API_SPEC_OPTIONS"] = {
+        "security": v1.SECURITY,
+        "components": {"securitySchemes": v1.SECURITY_SCHEMES},
+        "info": {
+            "description": "Read-only API of project_christmas: Hallmark Keepsake ornaments, "
+            "their prices and stock at three shops, and the history of both. Every /v1 "
+            "request needs an API key (`Authorization: Bearer <key>` or `X-API-Key`)."
+        },
+    }
     app.config.update(test_config or {})
-    app.extensions["christmas_engine"] = engine
+    databases = db.init_app(app, settings)
+    app.extensions["christmas_engine"] = databases.reader
+    auth.init_app(app, settings)
+    cli.init_app(app)
 
-    from webapi import health
-
-    app.register_blueprint(health.blueprint)
+    api = errors.Api(app)
+    api.register_field(schemas.Money, "string", "decimal")
+    errors.init_app(app)
+    app.register_blueprint(docs.blueprint)
+    api.register_blueprint(health.blueprint)
+    for module in (vendors_blueprint, products, skus, changes, runs):
+        api.register_blueprint(module.blueprint)
     return app

@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from functools import cache
+
+import flask_smorest
+import marshmallow as ma
+import sqlalchemy as sa
+from flask import jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.storage import database
+from webapi import db
 
-blueprint = Blueprint("health", __name__)
+blueprint = flask_smorest.Blueprint("health", __name__, description="Liveness (no key needed).")
 
 
-@blueprint.get("/healthz")
+_REVISION = sa.text("SELECT max(version_num) FROM alembic_version")
+
+
+@cache
+def _head_revision() -> str:
+    return database.head_revision()  # reads the migrations folder: once per process
+
+
+class Health(ma.Schema):
+    status = ma.fields.String(metadata={"description": "ok, unavailable or schema mismatch"})
+    schema = ma.fields.String(allow_none=True, metadata={"description": "Migration revision."})
+    error = ma.fields.String(metadata={"description": "Why the database is unavailable."})
+
+
+@blueprint.route("/healthz")
+@blueprint.doc(security=[])
+@blueprint.response(200, Health, description="The database answers with this code's schema.")
+@blueprint.alt_response(503, schema=Health, description="The database is unavailable.")
 def healthz():
-    engine = current_app.extensions["christmas_engine"]
+    """200 when the database the API reads answers with this code's schema, else 503."""
     try:
-        with engine.connect() as connection:
-            revision = database.current_revision(connection)
+        with db.databases().reader.connect() as connection:
+            revision = connection.execute(_REVISION).scalar()
     except SQLAlchemyError as error:
         reason = str(error.orig or error).strip().splitlines()[0]
         return jsonify(status="unavailable", error=reason), 503
-    if revision != database.head_revision():
+    if revision != _head_revision():
         return jsonify(status="schema mismatch", schema=revision), 503
     return jsonify(status="ok", schema=revision)

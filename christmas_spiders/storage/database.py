@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import cache
 from importlib import resources
 
@@ -14,10 +15,18 @@ from alembic.script import ScriptDirectory
 from psycopg2 import sql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
-from christmas_spiders.config import Config
+from christmas_spiders.config import Config, ConfigError
 from christmas_spiders.storage import embedded
-from christmas_spiders.storage.schema import vendors
+from christmas_spiders.storage.schema import (
+    api_keys,
+    crawl_runs,
+    metadata,
+    product_changes,
+    products,
+    vendors,
+)
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
@@ -76,6 +85,7 @@ def upgrade(engine: Engine, config: Config) -> None:
         command.upgrade(_alembic_config(connection), "head")
         _install_history_trigger(connection, config)
         _register_vendors(connection)
+        _install_api_role(connection, config)
     if before != head_revision():
         logger.info("schema upgraded from %s to %s", before or "nothing", head_revision())
 
@@ -138,3 +148,88 @@ def _register_vendors(connection: Connection) -> None:
             set_={"display_name": statement.excluded.display_name},
         )
     )
+
+
+# --- the API's read-only role ---------------------------------------------------------------------
+
+# What the API reads; alembic_version for its schema check. Nothing else (audit tables, the
+# scheduler's job store) is granted.
+API_READABLE_TABLES = (vendors, products, product_changes, crawl_runs, api_keys)
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DUPLICATE_OBJECT, _UNIQUE_VIOLATION, _INSUFFICIENT_PRIVILEGE = "42710", "23505", "42501"
+
+
+def api_role(config: Config) -> str:
+    """The API's role name, checked (it is quoted as an identifier anyway)."""
+    role = config.api_database_role
+    if not _ROLE_NAME.match(role):
+        raise ConfigError(
+            "api_database_role must be a lower-case PostgreSQL name (letters, digits, _), "
+            f"not {role!r}."
+        )
+    return role
+
+
+def _pgcode(error: DBAPIError) -> str | None:
+    return getattr(error.orig, "pgcode", None)
+
+
+def _install_api_role(connection: Connection, config: Config) -> None:
+    """Create the API's role (LOGIN, no password: set one for a URL that names it) and grant it
+    SELECT on what the API reads, plus UPDATE of api_keys.last_used_at and nothing else.
+
+    Where the migrating login may not create roles (Heroku's default credential), this logs a
+    warning and the API falls back to read-only transactions (see README "API").
+    """
+    role = api_role(config)
+    identifier = sql.Identifier(role)
+    dbapi_connection = connection.connection.dbapi_connection
+    exists = connection.execute(
+        sa.text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
+    ).scalar()
+    if not exists:
+        try:
+            with connection.begin_nested():
+                statement = sql.SQL("CREATE ROLE {} LOGIN").format(identifier)
+                connection.exec_driver_sql(statement.as_string(dbapi_connection))
+            logger.info("created the API's read-only database role %s", role)
+        except DBAPIError as error:
+            if _pgcode(error) == _INSUFFICIENT_PRIVILEGE:
+                logger.warning(
+                    "cannot create the API's database role %s (%s): the API will run with "
+                    'read-only transactions instead; see README "API" for Heroku',
+                    role,
+                    str(error.orig).strip().splitlines()[0],
+                )
+                return
+            if _pgcode(error) not in (_DUPLICATE_OBJECT, _UNIQUE_VIOLATION):
+                raise  # created meanwhile by an upgrade of another database: fine
+    readable = sql.SQL(", ").join(
+        [
+            *(sql.Identifier(table.name) for table in API_READABLE_TABLES),
+            sql.Identifier("alembic_version"),
+        ]
+    )
+    every_table = sql.SQL(", ").join(
+        sql.Identifier(name) for name in (*sorted(metadata.tables), "alembic_version")
+    )
+    statements = [
+        sql.SQL("REVOKE ALL ON {} FROM {}").format(every_table, identifier),
+        sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(identifier),
+        sql.SQL("GRANT SELECT ON {} TO {}").format(readable, identifier),
+        sql.SQL("GRANT UPDATE (last_used_at) ON {} TO {}").format(
+            sql.Identifier(api_keys.name), identifier
+        ),
+    ]
+    try:
+        with connection.begin_nested():
+            for statement in statements:
+                connection.exec_driver_sql(statement.as_string(dbapi_connection))
+    except DBAPIError as error:
+        if _pgcode(error) != _INSUFFICIENT_PRIVILEGE:
+            raise
+        logger.warning(
+            "cannot grant the API's database role %s its privileges (%s)",
+            role,
+            str(error.orig).strip().splitlines()[0],
+        )

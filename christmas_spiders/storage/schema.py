@@ -181,3 +181,43 @@ audit_deliveries = Table(
     Index(None, "subscriber", "id"),
     Index(None, "attempted_at"),
 )
+
+# The read-only API (webapi): its keys, and the indexes its queries need (migration 0003).
+# A key is stored only as the SHA-256 of the whole key; `prefix` is its public part, shown in
+# listings and used to find the row before the hash is compared in constant time.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("rate_limit", Integer),  # requests per window; NULL: api_rate_limit
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("last_used_at"),  # the one column the API's database role may UPDATE
+    _timestamp("revoked_at"),
+    UniqueConstraint("prefix"),
+    # One active key per name; a revoked key's name may be reused.
+    Index(
+        "ix_api_keys_active_name",
+        "name",
+        unique=True,
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
+
+# Product list: keyset pagination for each sort order, the changed-since filter, name search.
+Index(None, products.c.name, products.c.id)
+Index(None, products.c.price, products.c.id)
+Index(None, products.c.release_year, products.c.id)
+Index(None, products.c.updated_at, products.c.id)
+Index(None, products.c.delisted_at)
+Index("ix_products_lower_series", func.lower(products.c.series))
+Index("ix_products_lower_artist", func.lower(products.c.artist))
+# Word-prefix search on the name (`to_tsvector('simple', name) @@ to_tsquery(…)`): built in,
+# so it works on the embedded server too (which has no pg_trgm).
+NAME_SEARCH_CONFIG = "simple"
+name_search_vector = func.to_tsvector(text(f"'{NAME_SEARCH_CONFIG}'::regconfig"), products.c.name)
+Index("ix_products_name_search", name_search_vector, postgresql_using="gin")
+# The change feed started from a time.
+Index(None, product_changes.c.changed_at)

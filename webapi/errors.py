@@ -1,0 +1,90 @@
+"""One JSON shape for every error, and 400 (not 422) for bad input, naming the parameter.
+
+{"code": 400, "status": "Bad Request",
+ "message": "invalid parameter release_year: Must be greater than or equal to 1900 …",
+ "errors": {"release_year": ["Must be greater than or equal to 1900 …"]}}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import flask_smorest
+from flask import Flask, jsonify
+from sqlalchemy.exc import DBAPIError, OperationalError
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+
+
+def _flatten(messages: Any, path: str = "") -> dict[str, list[str]]:
+    """{"query": {"vendor": {0: ["…"]}}} → {"vendor": ["…"]}."""
+    if isinstance(messages, Mapping):
+        flat: dict[str, list[str]] = {}
+        for name, value in messages.items():
+            if isinstance(name, int):  # an item of a list parameter: name the parameter
+                child = path
+            elif not path and name in ("query", "querystring", "json", "headers", "view_args"):
+                child = ""
+            else:
+                child = f"{path}.{name}" if path else str(name)
+            for key, found in _flatten(value, child).items():
+                flat.setdefault(key, []).extend(found)
+        return flat
+    values = messages if isinstance(messages, list) else [messages]
+    return {path or "request": [str(value) for value in values]}
+
+
+def invalid(errors: Mapping[str, list[str] | str]) -> NoReturn:
+    """Abort with 400, naming each bad parameter in the message."""
+    flat = {name: value if isinstance(value, list) else [value] for name, value in errors.items()}
+    parts = [f"{name}: {' '.join(messages)}" for name, messages in flat.items()]
+    noun = "parameter" if len(parts) == 1 else "parameters"
+    flask_smorest.abort(400, message=f"invalid {noun} " + "; ".join(parts), errors=flat)
+
+
+class Parser(FlaskParser):
+    """webargs, with validation errors as 400 and a message that names the parameters."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers) -> NoReturn:
+        invalid(_flatten(error.messages))
+
+
+class Api(flask_smorest.Api):
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        payload.setdefault("message", error.description or error.name)
+        if code >= 500:
+            logger.error("%s %s", code, payload["message"])
+        return payload, code, headers
+
+
+def _database_unavailable(error: DBAPIError):
+    logger.error("database error: %s", str(error.orig or error).strip().splitlines()[0])
+    response = jsonify(
+        code=503,
+        status="Service Unavailable",
+        message="the database is unavailable; try again shortly.",
+    )
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _unexpected(error: Exception):
+    logger.exception("unhandled error: %s", error)
+    response = jsonify(
+        code=500, status="Internal Server Error", message="internal error; it has been logged."
+    )
+    response.status_code = 500
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(Exception, _unexpected)

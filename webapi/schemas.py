@@ -1,0 +1,250 @@
+"""Marshmallow fields and schemas shared by the /v1 blueprints (they validate the query string
+and document it and every answer in the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from christmas_spiders.storage.schema import AVAILABILITY, CHANGE_KINDS, RUN_STATUSES
+from christmas_spiders.vendors import VENDORS
+
+BIGINT_MAX = 2**63 - 1
+PRICE_MAX = 10**10  # products.price is NUMERIC(12, 2)
+YEAR_MIN, YEAR_MAX = 1900, 2100
+# Query strings: printable text only (a NUL byte cannot even reach PostgreSQL).
+_PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters.")
+
+
+def text(max_length: int = 200, **kwargs) -> fields.String:
+    return fields.String(
+        validate=[validate.Length(min=1, max=max_length), _PRINTABLE],
+        **kwargs,
+    )
+
+
+def vendor_ids(**kwargs) -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.OneOf(list(VENDORS), error="unknown vendor {input!r}.")),
+        validate=validate.Length(min=1, max=len(VENDORS)),
+        **kwargs,
+    )
+
+
+class Moment(fields.AwareDateTime):
+    """An ISO 8601 time, converted to UTC; without an offset it is taken as UTC."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)  # PostgreSQL takes offsets up to ±15:59 only
+        except OverflowError:
+            raise self.make_error("invalid", input=value, obj_type=self.OBJ_TYPE) from None
+
+
+def moment(**kwargs) -> Moment:
+    return Moment(**kwargs)
+
+
+class Money(fields.Decimal):
+    """A price in an answer: a decimal string ("17.95"), documented as such."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(as_string=True, **kwargs)
+
+
+class PriceParameter(fields.Decimal):
+    """A price in the query string (read as Decimal; documented as a number)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        # apispec writes the Range bounds through this: as JSON numbers, not strings.
+        return None if value is None else float(value)
+
+
+def price(**kwargs) -> fields.Decimal:
+    return PriceParameter(
+        validate=validate.Range(min=0, max=PRICE_MAX, error="must be from 0 to 10000000000."),
+        **kwargs,
+    )
+
+
+def record_id(**kwargs) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=0, max=BIGINT_MAX), **kwargs)
+
+
+class Query(ma.Schema):
+    """Query strings: unknown parameters are errors (a misspelt filter must not be ignored)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+class Vendor(ma.Schema):
+    id = fields.String(metadata={"description": "The vendor id (the spider's name)."})
+    display_name = fields.String()
+    base_url = fields.String()
+    last_synced_at = fields.DateTime(
+        allow_none=True, metadata={"description": "Latest time a product of this shop was synced."}
+    )
+    products = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={
+            "description": "Product counts: total, listed, delisted, available, preorder, "
+            "unavailable (the last three among listed products)."
+        },
+    )
+    last_run = fields.Nested(lambda: RunSummary(), allow_none=True)
+
+
+class RunSummary(ma.Schema):
+    id = fields.Integer()
+    status = fields.String(validate=validate.OneOf(RUN_STATUSES))
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class Product(ma.Schema):
+    id = fields.Integer()
+    vendor = fields.String()
+    vendor_product_id = fields.String(allow_none=True)
+    sku = fields.String(allow_none=True)
+    name = fields.String()
+    price = Money(allow_none=True, metadata={"description": "USD."})
+    regular_price = Money(allow_none=True, metadata={"description": "The pre-sale price."})
+    currency = fields.String()
+    availability = fields.String(validate=validate.OneOf(AVAILABILITY))
+    availability_text = fields.String(allow_none=True)
+    release_year = fields.Integer()
+    series = fields.String(allow_none=True)
+    series_number = fields.Integer(allow_none=True)
+    artist = fields.String(allow_none=True)
+    brand = fields.String()
+    link = fields.String()
+    image_url = fields.String(allow_none=True)
+    first_seen_at = fields.DateTime()
+    last_synced_at = fields.DateTime()
+    updated_at = fields.DateTime(metadata={"description": "Last change of any of its fields."})
+    delisted_at = fields.DateTime(allow_none=True)
+
+
+class ProductDetail(Product):
+    vendor_name = fields.String()
+    last_change_id = fields.Integer(allow_none=True)
+
+
+class ProductPage(ma.Schema):
+    items = fields.List(fields.Nested(Product))
+    limit = fields.Integer()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as `cursor` for the next page."}
+    )
+
+
+class PricePoint(ma.Schema):
+    change_id = fields.Integer()
+    at = fields.DateTime()
+    price = Money(allow_none=True)
+    suspicious = fields.Boolean()
+
+
+class AvailabilityPoint(ma.Schema):
+    change_id = fields.Integer()
+    at = fields.DateTime()
+    kind = fields.String(validate=validate.OneOf(CHANGE_KINDS))
+    availability = fields.String(
+        allow_none=True, metadata={"description": "None when delisted or not recorded."}
+    )
+
+
+class Figures(ma.Schema):
+    lowest = Money(allow_none=True)
+    highest = Money(allow_none=True)
+    latest = Money(allow_none=True)
+    latest_at = fields.DateTime(allow_none=True)
+    points = fields.Integer()
+
+
+class History(ma.Schema):
+    product_id = fields.Integer()
+    since = fields.DateTime(allow_none=True)
+    until = fields.DateTime(allow_none=True)
+    figures = fields.Nested(Figures)
+    prices = fields.List(fields.Nested(PricePoint))
+    availability = fields.List(fields.Nested(AvailabilityPoint))
+
+
+class Offer(ProductDetail):
+    history = fields.Nested(History)
+
+
+class SkuView(ma.Schema):
+    sku = fields.String()
+    offers = fields.List(fields.Nested(Offer))
+
+
+class ChangeProduct(ma.Schema):
+    vendor = fields.String()
+    vendor_name = fields.String()
+    name = fields.String()
+    sku = fields.String(allow_none=True)
+    link = fields.String()
+    currency = fields.String()
+    price = Money(allow_none=True)
+    availability = fields.String()
+
+
+class Change(ma.Schema):
+    id = fields.Integer()
+    product_id = fields.Integer()
+    kind = fields.String(validate=validate.OneOf(CHANGE_KINDS))
+    field = fields.String(allow_none=True)
+    old_value = fields.String(allow_none=True)
+    new_value = fields.String(allow_none=True)
+    changed_at = fields.DateTime()
+    crawl_run_id = fields.Integer(allow_none=True)
+    flags = fields.List(fields.String())
+    event = fields.String(
+        allow_none=True,
+        metadata={"description": "price_drop, price_rise, restock or sold_out, when it is one."},
+    )
+    product = fields.Nested(ChangeProduct)
+
+
+class ChangePage(ma.Schema):
+    changes = fields.List(fields.Nested(Change))
+    next_after_id = fields.Integer(
+        metadata={"description": "Pass as `after_id` for the next page."}
+    )
+    settled_up_to = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "Every change up to this id is final; null when writers were still "
+            "open (the page is then empty: ask again)."
+        },
+    )
+    has_more = fields.Boolean()
+
+
+class Run(ma.Schema):
+    id = fields.Integer()
+    vendor = fields.String()
+    arguments = fields.Dict()
+    status = fields.String(validate=validate.OneOf(RUN_STATUSES))
+    close_reason = fields.String(allow_none=True)
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    duration_seconds = fields.Float(allow_none=True)
+    counters = fields.Dict(keys=fields.String(), values=fields.Integer())
+    stats = fields.Dict()
+
+
+class RunPage(ma.Schema):
+    items = fields.List(fields.Nested(Run))
+    limit = fields.Integer()
+    next_cursor = fields.String(allow_none=True)

@@ -1,0 +1,74 @@
+"""/v1/skus/<sku>: one Hallmark SKU across every shop, cheapest in-stock offer first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask_smorest import abort
+
+from christmas_spiders.storage.schema import product_changes, products
+from christmas_spiders.storage.schema import vendors as vendor_table
+from webapi import db, product_history, schemas, v1
+from webapi.products import HistoryArgs
+
+blueprint = v1.Blueprint("skus", __name__, description="One SKU across every shop.")
+
+_p = products.c
+_MAX_SKU = 64
+# In stock first (cheapest first), then pre-orders, then out of stock; delisted offers last.
+_OFFER_ORDER = (
+    _p.delisted_at.is_not(None),
+    sa.case((_p.availability == "available", 0), (_p.availability == "preorder", 1), else_=2),
+    _p.price.asc().nulls_last(),
+    _p.id,
+)
+
+
+@blueprint.route("/skus/<sku>")
+@blueprint.arguments(HistoryArgs, location="query", unknown=ma.RAISE)
+@blueprint.response(200, schemas.SkuView)
+def get_sku(args: dict[str, Any], sku: str):
+    """Every shop's offer of one SKU, each with its own history (same window as a product's).
+
+    Order: in stock by price (cheapest first), then pre-order, then out of stock, then
+    delisted offers. The SKU is matched without regard to case or surrounding spaces.
+    """
+    wanted = sku.strip().upper()
+    if not wanted or len(wanted) > _MAX_SKU or not wanted.isprintable():
+        abort(404, message=f"no product has the SKU {sku!r}.")
+    connection = db.reader()
+    last_change = (
+        sa.select(sa.func.max(product_changes.c.id))
+        .where(product_changes.c.product_id == _p.id)
+        .scalar_subquery()
+    )
+    rows = connection.execute(
+        sa.select(
+            products,
+            vendor_table.c.display_name.label("vendor_name"),
+            last_change.label("last_change_id"),
+        )
+        .join(vendor_table, vendor_table.c.id == _p.vendor)
+        .where(_p.sku == wanted)
+        .order_by(*_OFFER_ORDER)
+    ).all()
+    if not rows:
+        abort(404, message=f"no product has the SKU {wanted!r}.")
+    offers = []
+    for row in rows:
+        offer = dict(row._mapping)
+        offer["history"] = product_history.product_history(
+            connection, row.id, args.get("since"), args.get("until"), args["include_suspicious"]
+        )
+        offers.append(offer)
+    moments = [
+        moment
+        for row in rows
+        for moment in (row.updated_at, row.last_synced_at, row.delisted_at)
+        if moment is not None
+    ]
+    changed = product_history.last_changed(connection, [row.id for row in rows])
+    v1.set_last_modified(max([*moments, *([changed] if changed else [])]))
+    return {"sku": wanted, "offers": offers}
