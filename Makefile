@@ -33,8 +33,10 @@ bench: $(READY)
 	$(PYTHON) -m bench.crawl_efficiency
 	$(PYTHON) -m bench.crawl_workers
 
+# The whole system, as on Heroku (Procfile), on the embedded PostgreSQL and a private Redis;
+# the API on http://127.0.0.1:8000. Ctrl-C stops it. See bin/up for what it reads.
 up: $(READY)
-	@echo "make up arrives with the production issue (10)." >&2; exit 1
+	bin/up
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

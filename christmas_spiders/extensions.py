@@ -18,6 +18,7 @@ delisted; without Redis only the process that started the run delists, as before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -33,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from christmas_spiders.config import Config
 from christmas_spiders.distributed.connection import describe
 from christmas_spiders.distributed.run import Outcome, RunClosed
-from christmas_spiders.storage import delisting, get_engine, runs, upgrade
+from christmas_spiders.storage import delisting, get_engine, heartbeats, runs, upgrade
 from christmas_spiders.storage.schema import crawl_runs
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class CrawlRunRecorder:
             return
         if self.run_closed:  # a late worker: the run was over before it came; nothing to add
             return
-        dead = stats.get_value("store/dead_lettered", 0)
+        # Items dead-lettered, or lost because even the dead-letter file failed: the run failed.
+        dead = stats.get_value("store/dead_lettered", 0) + stats.get_value("store/lost", 0)
         status = "finished" if reason == "finished" and not dead else "failed"
         outcome = None
         if self.distributed:
@@ -295,4 +297,58 @@ class CrawlRunRecorder:
         ]
         if counters["items_dead_lettered"]:
             lines.append(f"dead letters in {stats.get('store/dead_letter_file')}")
+        if stats.get("store/lost"):
+            lines.append(f"NOT STORED {stats['store/lost']} item(s): the dead-letter file failed")
         return "\n".join(lines)
+
+
+class CrawlHeartbeat:
+    """The crawl's row of ``process_heartbeats`` (storage.heartbeats): written when the spider
+    opens, every ``HEARTBEAT_INTERVAL`` seconds (10) with the run id and counters, and marked
+    stopped when it closes. The writes run in a thread, never on the reactor."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.config: Config = crawler.settings["CHRISTMAS_CONFIG"]
+        self.interval = crawler.settings.getfloat("HEARTBEAT_INTERVAL", 10.0)
+        self.heartbeat: heartbeats.Heartbeat | None = None
+        self._task: asyncio.Task[None] | None = None
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CrawlHeartbeat:
+        return cls(crawler)
+
+    def _details(self, spider: Spider) -> dict[str, Any]:
+        stats = self.crawler.stats.get_stats()
+        return {
+            "spider": spider.name,
+            "run_id": stats.get("crawl_run/id"),
+            "requests": stats.get("downloader/request_count", 0),
+            "items": stats.get("item_scraped_count", 0),
+        }
+
+    def _start(self, spider: Spider) -> None:
+        self.heartbeat = heartbeats.Heartbeat(get_engine(self.config), "crawl", self.interval)
+        self.heartbeat.start(**self._details(spider))
+
+    def spider_opened(self, spider: Spider) -> None:
+        # In a task of its own: opening the spider never waits for the database.
+        self._task = asyncio.get_running_loop().create_task(self._beat(spider))
+
+    async def _beat(self, spider: Spider) -> None:
+        await asyncio.to_thread(self._start, spider)
+        while True:
+            await asyncio.sleep(self.interval)
+            assert self.heartbeat is not None
+            await asyncio.to_thread(self.heartbeat.beat, **self._details(spider))
+
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.heartbeat is not None:
+            details = {**self._details(spider), "close_reason": reason}
+            await asyncio.to_thread(self.heartbeat.stop, **details)

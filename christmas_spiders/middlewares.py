@@ -52,13 +52,15 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return cls(crawler)
 
     def delay(self, request: Request, response: Response | None = None) -> float:
+        attempt = request.meta.get("retry_times", 1)
+        backoff = min(self.maximum, self.base * 2 ** (attempt - 1) * random.uniform(0.75, 1.25))
         told = retry_after_seconds(response) if response is not None else None
         if told is not None:
             self.crawler.stats.inc_value("retry/retry_after_honoured")
-            return min(told, self.maximum)
-        attempt = request.meta.get("retry_times", 1)
-        backoff = self.base * 2 ** (attempt - 1)
-        return min(self.maximum, backoff * random.uniform(0.75, 1.25))
+            # The server's wait, but never less than our own backoff: a shop answering
+            # `Retry-After: 0` (or 1) through an outage must not use up every retry at once.
+            return min(self.maximum, max(told, backoff))
+        return backoff
 
     async def process_response(self, request: Request, response: Response) -> Request | Response:
         if request.meta.get("dont_retry", False) or response.status not in self.retry_http_codes:

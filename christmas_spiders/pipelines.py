@@ -240,7 +240,21 @@ class StorePipeline(_Pipeline):
         if self.dead_letter_path is None:
             self.dead_letter_path = deadletter.new_path(self.config.dead_letter_dir, spider_name)
         reason = str(error.orig or error).strip().splitlines()[0]
-        deadletter.append(self.dead_letter_path, items, reason)
+        try:
+            deadletter.append(self.dead_letter_path, items, reason)
+        except OSError as file_error:  # disk full, read-only or missing folder…
+            self.crawler.stats.inc_value("store/lost", len(items))
+            logger.error(
+                "could not store %d item(s) (%s), and could not keep them in the dead-letter "
+                "file %s either (%s: %s): they are not stored. The crawl run is marked failed; "
+                "the next crawl fetches them again. Free the disk or fix CHRISTMAS_DATA_DIR.",
+                len(items),
+                reason,
+                self.dead_letter_path,
+                type(file_error).__name__,
+                file_error.strerror or file_error,
+            )
+            return
         self.crawler.stats.inc_value("store/dead_lettered", len(items))
         self.crawler.stats.set_value("store/dead_letter_file", str(self.dead_letter_path))
         logger.error(

@@ -29,7 +29,7 @@ AUTOTHROTTLE_START_DELAY = 1.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
 DOWNLOAD_TIMEOUT = 30
-RETRY_TIMES = 4
+RETRY_TIMES = 7  # with the backoff: 90-150 s of retries, longer than a one-minute outage
 RETRY_BACKOFF_BASE = 1.0
 RETRY_BACKOFF_MAX = 60.0
 DOWNLOADER_MIDDLEWARES = {
@@ -47,7 +47,9 @@ EXTENSIONS = {
     "scrapy.extensions.telnet.TelnetConsole": None,
     "scrapy.extensions.remote_control.RemoteControl": None,
     "christmas_spiders.extensions.CrawlRunRecorder": 100,
+    "christmas_spiders.extensions.CrawlHeartbeat": 110,  # process_heartbeats (README)
 }
+HEARTBEAT_INTERVAL = 10.0  # seconds between the crawl's heartbeats
 ITEM_PIPELINES = {
     "christmas_spiders.pipelines.NormalizePipeline": 100,
     "christmas_spiders.pipelines.ValidatePipeline": 200,

@@ -34,6 +34,7 @@ import redis
 
 from christmas_spiders.config import PROJECT_ROOT, Config
 from christmas_spiders.distributed import connection, defaults, keys, run
+from christmas_spiders.storage import get_engine, heartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,11 @@ class StandingWorker:
             keys.announcements(self.prefix),
             self.max_crawls,
         )
+        started = heartbeats.log_start(
+            "standing worker", self.config, max_crawls=self.max_crawls, prefix=self.prefix
+        )
+        heartbeat = heartbeats.Heartbeat(get_engine(self.config), "crawler", self.poll_seconds)
+        heartbeat.start(**started)
         pubsub = None
         failures = 0
         while not self.stopping.is_set():
@@ -96,6 +102,7 @@ class StandingWorker:
                     pubsub.subscribe(keys.announcement_channel(self.prefix))
                 self.step()
                 failures = 0
+                heartbeat.beat(crawls=len(self.children))
                 self._wait(pubsub)
             except redis.RedisError as error:
                 failures += 1
@@ -113,6 +120,7 @@ class StandingWorker:
         if pubsub is not None:
             pubsub.close()
         self.stop_children()
+        heartbeat.stop(crawls=0)
         logger.info("standing worker stopped")
         return 0
 

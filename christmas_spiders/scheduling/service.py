@@ -33,7 +33,7 @@ from christmas_spiders.config import Config
 from christmas_spiders.scheduling import jobs, store, triggers, years
 from christmas_spiders.scheduling.runner import CrawlRunner
 from christmas_spiders.scheduling.settings import format_duration
-from christmas_spiders.storage import get_engine, upgrade
+from christmas_spiders.storage import get_engine, heartbeats, upgrade
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class SchedulerService:
         self.stopping = threading.Event()
         self._wake: tuple[socket.socket, socket.socket] | None = None  # reader, writer
         self.exit_status = 0
+        self._heartbeat: heartbeats.Heartbeat | None = None
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -80,6 +81,13 @@ class SchedulerService:
     def run(self) -> int:
         """Run until stop(); the exit status (1: another scheduler holds the database)."""
         quiet_apscheduler()
+        started = heartbeats.log_start(
+            "scheduler",
+            self.config,
+            vendors=",".join(self.schedule.vendors),
+            max_crawls=self.schedule.max_crawls,
+            timezone=self.schedule.timezone,
+        )
         engine = get_engine(self.config)
         upgrade(engine, self.config)
         instance = store.Instance(store.dsn(self.config))
@@ -91,6 +99,8 @@ class SchedulerService:
                 holder or "its connection is closing",
             )
             return 1
+        self._heartbeat = heartbeats.Heartbeat(engine, "scheduler", self.schedule.control_poll)
+        self._heartbeat.start(**started)
         self._wake = socket.socketpair()
         for end in self._wake:
             end.setblocking(False)
@@ -203,6 +213,8 @@ class SchedulerService:
             if notified:
                 logger.info("scheduler: the job store was changed; re-reading it")
             scheduler.wakeup()
+            if self._heartbeat is not None:
+                self._heartbeat.beat()
 
     def _regain(
         self, instance: store.Instance, scheduler: BaseScheduler, error: psycopg2.Error
@@ -252,6 +264,8 @@ class SchedulerService:
             scheduler.shutdown(wait=idle)
         jobs.install(None)
         runtime.store_lock.close()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         logger.info("scheduler stopped")
 
 

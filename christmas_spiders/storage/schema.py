@@ -221,3 +221,24 @@ name_search_vector = func.to_tsvector(text(f"'{NAME_SEARCH_CONFIG}'::regconfig")
 Index("ix_products_name_search", name_search_vector, postgresql_using="gin")
 # The change feed started from a time.
 Index(None, product_changes.c.changed_at)
+
+# Liveness of the long-running processes (migration 0004, storage.heartbeats): the scheduler,
+# audit workers, standing crawler workers and crawls each write their row at start, every few
+# seconds while they run, and at a clean stop. A row whose beat is older than a few of its
+# intervals belongs to a process that died (or lost the database).
+HEARTBEAT_PROCESSES = ("scheduler", "auditor", "crawler", "crawl")
+
+process_heartbeats = Table(
+    "process_heartbeats",
+    metadata,
+    Column("process", String(32), primary_key=True),  # one of HEARTBEAT_PROCESSES
+    Column("instance", String(200), primary_key=True),  # host:pid
+    Column("pid", Integer, nullable=False),
+    Column("interval_seconds", Numeric(10, 3), nullable=False),  # how often it promises to beat
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    _timestamp("started_at", nullable=False, default_now=True),
+    _timestamp("beat_at", nullable=False, default_now=True),
+    _timestamp("stopped_at"),  # set by a clean stop
+    CheckConstraint(_in("process", HEARTBEAT_PROCESSES), name="process"),
+    Index(None, "beat_at"),
+)

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from christmas_spiders.config import Config, ConfigError, Subscriber, resolve_subscribers
+from christmas_spiders.storage import heartbeats
 from christmas_spiders.storage.database import check_schema, database_url
 from christmas_spiders.storage.history import change_horizon
 from webapi.auditor import state
@@ -85,6 +86,7 @@ class Worker:
         self._wake_writer.setblocking(False)
         self._next_prune = 0.0
         self._last_held_back_warning = 0.0
+        self._heartbeat = heartbeats.Heartbeat(self.engine, "auditor", config.auditor_poll_seconds)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -104,6 +106,13 @@ class Worker:
             len(self.subscribers),
             ", ".join(f"{s.name} → {sink.describe()}" for s, sink in routes),
         )
+        started = heartbeats.log_start(
+            "audit worker",
+            self.config,
+            subscribers=",".join(s.name for s in self.subscribers),
+            poll_seconds=self.config.auditor_poll_seconds,
+        )
+        self._heartbeat.start(**started, state="starting")
         backoff = Backoff(0.5, 30.0)
         try:
             while not self._stopping.is_set():
@@ -171,6 +180,7 @@ class Worker:
                         cursor.execute("SELECT 1")
                 self._tick()
                 self._prune_now_and_then()
+                self._heartbeat.beat(state="listening", horizon=self.horizon.value)
         finally:
             self._active.clear()
             connection.close()
@@ -190,6 +200,7 @@ class Worker:
                     "standing by until it stops"
                 )
                 waiting = True
+            self._heartbeat.beat(state="standby")
             self._stopping.wait(self.config.auditor_poll_seconds)
         return False
 
@@ -264,6 +275,7 @@ class Worker:
         for subscriber, sink in zip(self.subscribers, self._sinks, strict=True):
             if subscriber.name not in busy:
                 sink.close()
+        self._heartbeat.stop(state="stopped")
         self.engine.dispose()
         self._wake_reader.close()
         self._wake_writer.close()
