@@ -238,6 +238,16 @@ class CrawlRunRecorder:
                 )
                 stats.set_value("delisted", count)
             return
+        gave_up = stats.get_value("retry/max_reached", 0)
+        if gave_up:
+            # A page we gave up on may have listed products this crawl then never saw.
+            stats.set_value("delisted/skipped_gave_up", gave_up)
+            logger.warning(
+                "%d request(s) gave up after their retries: the crawl may have missed "
+                "products, so nothing is delisted",
+                gave_up,
+            )
+            return
         started = runs.started_at(connection, self.run_id)
         seen = delisting.seen_per_year(connection, vendor, years, started)
         seen.update({year: seen.get(year, 0) for year in years})

@@ -314,3 +314,23 @@ def test_a_gone_product_page_in_url_mode_delists_it(
     result = crawl(HOOH, replica, database_url, tmp_path, product_id=str(product_id))
     assert result.returncode == 0, result.stdout[-4000:]
     assert changes_of_kind(engine, "delisted") == [item.vendor_product_id]
+
+
+def test_a_crawl_that_gave_up_on_requests_delists_nothing(
+    replica_reset: Replica, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    assert crawl(OS, replica, database_url, tmp_path, year="2019").returncode == 0
+    replica.throttle(OS, every=4, status=503, retry_after=0)  # a quarter of requests fail
+    result = scrapy_crawl(
+        OS,
+        env={
+            "DATABASE_URL": database_url,
+            "CHRISTMAS_DATA_DIR": str(tmp_path / "data"),
+            "CHRISTMAS_DELIST_MIN_RATIO": "0",  # only the give-up guard stands in the way
+        },
+        arguments={"base_url": replica.base_urls[OS], "year": "2019"},
+        settings={**FAST, "RETRY_TIMES": "0"},
+    )
+    assert "gave up after their retries" in result.stdout, result.stdout[-4000:]
+    assert changes_of_kind(engine, "delisted") == []
