@@ -137,6 +137,17 @@ def _vendors(key: str, value: Any) -> Mapping[str, Mapping[str, str]]:
     return result
 
 
+def _boolean(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, not {value!r}.")
+
+
 def _option(default: Any, parse: Callable[[str, Any], Any], env: str | None = None) -> Any:
     metadata = {"parse": parse, "env": env}
     if isinstance(default, dict):
@@ -393,6 +404,9 @@ class Config:
     # Distributed crawling, only with redis_url; see README "Scale out". The defaults are the
     # named constants of christmas_spiders.distributed.defaults.
     redis_key_prefix: str = _option(_redis.REDIS_KEY_PREFIX, _text)
+    # TLS Redis (rediss://) whose certificate cannot be verified (Heroku Redis signs its own):
+    # false adds ssl_cert_reqs=none to redis_url.
+    redis_tls_verify: bool = _option(True, _boolean)
     redis_run_ttl_seconds: int = _option(_redis.RUN_TTL_SECONDS, _number(int, 2, 30 * 86400))
     crawl_idle_seconds: float = _option(_redis.IDLE_SECONDS, _number(float, 0.5, 3600.0))
     crawl_worker_timeout_seconds: float = _option(
@@ -490,7 +504,18 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
             values[name] = parse(env_name, environ[env_name])
         elif name in data:
             values[name] = parse(f"{source}: {name}", data[name])
-    return Config(**values)
+    config = Config(**values)
+    if config.redis_url and not config.redis_tls_verify:
+        config = replace(config, redis_url=_without_tls_verification(config.redis_url))
+    return config
+
+
+def _without_tls_verification(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs=" in parts.query:
+        return url
+    query = f"{parts.query}&ssl_cert_reqs=none" if parts.query else "ssl_cert_reqs=none"
+    return parts._replace(query=query).geturl()
 
 
 def env_names() -> dict[str, str]:

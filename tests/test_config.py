@@ -102,3 +102,16 @@ def test_process_stops_at_start_with_one_sentence(tmp_path: Path) -> None:
     assert result.stderr.strip().startswith("configuration error:")
     assert "log_level must be one of" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unverified_tls_redis_gets_ssl_cert_reqs_none(tmp_path: Path) -> None:
+    environ = {
+        "CONFIG_PATH": _write(tmp_path, {}),
+        "REDIS_URL": "rediss://:pw@redis.example:6380/0",
+        "CHRISTMAS_REDIS_TLS_VERIFY": "false",
+    }
+    assert config.load(environ).redis_url == "rediss://:pw@redis.example:6380/0?ssl_cert_reqs=none"
+    environ["CHRISTMAS_REDIS_TLS_VERIFY"] = "true"
+    assert config.load(environ).redis_url == "rediss://:pw@redis.example:6380/0"
+    with pytest.raises(ConfigError, match="CHRISTMAS_REDIS_TLS_VERIFY must be true or false"):
+        config.load({**environ, "CHRISTMAS_REDIS_TLS_VERIFY": "maybe"})
