@@ -538,8 +538,11 @@ def test_max_browsers_bounds_parallel_renders(
     crawl = _crawl(shop_server, crawl_database, tmp_path, plan, SELENIUM_MAX_BROWSERS="2")
     assert crawl.returncode == 0, crawl.output[-3000:]
     assert crawl.stat("selenium/renders") == 4
-    assert crawl.slow_max == 2
-    assert crawl.max_browsers == 2
+    assert crawl.slow_max == 2  # the shop saw two renders at once, never three
+    # The pool holds two drivers. (Counting Chromium main processes once saw a third under heavy
+    # load — a process tree caught mid-start by the sampler — so the bound is checked on the
+    # drivers, one per browser, and on the renders the shop saw.)
+    assert crawl.max_drivers == 2
     assert (crawl.leftovers, crawl.temp_files) == ([], [])
 
 
