@@ -27,11 +27,10 @@ format: $(READY)
 demo: $(READY)
 	$(PYTHON) demo.py
 
+# Every performance figure beside its baseline; needs PostgreSQL and Redis up (as make test).
+# Writes bench/results.md (and .json); `python -m bench --quick` is the tiny pass the tests run.
 bench: $(READY)
-	$(PYTHON) -m bench.storage_upserts
-	$(PYTHON) -m bench.auditor_latency
-	$(PYTHON) -m bench.crawl_efficiency
-	$(PYTHON) -m bench.crawl_workers
+	$(PYTHON) -m bench
 
 # The whole system, as on Heroku (Procfile), on the embedded PostgreSQL and a private Redis;
 # the API on http://127.0.0.1:8000. Ctrl-C stops it. See bin/up for what it reads.

@@ -1,43 +1,57 @@
-"""Crawl benchmark: one crawl run of the large replica worked by 1, 2 and 4 workers.
+"""Figure 5 — scale-out: one crawl run of a 20,000-product shop worked by 1, 2 and 4 scrapy-redis
+workers.
 
-    python -m bench.crawl_workers [--size large] [--workers 1,2,4] [--vendor hookedonhallmark_com]
+    python -m bench.crawl_workers [--quick]
 
-Starts the replica (`tests.replica`, seed 1, 20,000 products per shop by default) and, for each
-worker count, announces one crawl run and starts that many `scrapy crawl <vendor> -a run_id=…`
-processes at once; the figure is the wall time from their start to the last one's exit
-(process start-up and the final idle window of `--idle` seconds included). The per-shop budget
-and Scrapy's per-domain limit are raised far above what the workers can send, so the workers,
-not politeness, are the bound. Only one shop by default (HooH: static pages, no browser) to
-keep it to a few minutes.
+For each worker count, one crawl run is announced (`announce_run`) and that many
+`scrapy crawl hookedonhallmark_com -a run_id=…` processes are started at once, each under
+bench.procmon. The per-shop budget (`shop_max_concurrency`, `shop_requests_per_second`) and
+Scrapy's per-domain limit are raised far above what the workers can send, so the workers, not
+politeness, are the bound; `crawl_idle_seconds` is 2 s. Figures:
 
-Needs Redis (REDIS_URL, default redis://127.0.0.1:6379/0; keys under a scratch prefix, deleted
-afterwards) and PostgreSQL: DATABASE_URL (a scratch database is created and dropped there) or
-else a throw-away embedded server. Prints a Markdown table.
+* wall time from the workers' start to the last one's exit (start-up and the idle end
+  included), and the speed-up against one worker;
+* where the machine's CPU went meanwhile: the workers' own CPU seconds (OS accounting), the
+  replica's, and everything else (PostgreSQL, Redis, other users of the machine), as a share
+  of the cores × wall time available — which says what bounds the crawl.
+
+Redis keys live under a scratch prefix, deleted afterwards.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
+import psutil
 import redis
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
 
+from bench.common import (
+    HOOH,
+    PROJECT_ROOT,
+    SHORT,
+    Row,
+    Session,
+    child_env,
+    log,
+    markdown,
+    process_cpu_seconds,
+    scrapy_command,
+    standalone,
+)
 from christmas_spiders import config
 from christmas_spiders.distributed.announce import announce_run
-from christmas_spiders.storage import database, embedded
+from christmas_spiders.storage import database
 from christmas_spiders.storage.schema import crawl_runs, products
 from tests.replica.catalog import generate
-from tests.replica.process import PROJECT_ROOT, ReplicaProcess
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+FIGURE = "5"
+GOAL = 1.7
 UNBOUNDED = {
     "CHRISTMAS_SHOP_MAX_CONCURRENCY": "1000",
     "CHRISTMAS_SHOP_REQUESTS_PER_SECOND": "100000",
@@ -48,135 +62,176 @@ SCRAPY_SETTINGS = {
     "CONCURRENT_REQUESTS_PER_DOMAIN": "16",
     "LOG_LEVEL": "WARNING",
 }
+IDLE_SECONDS = "2"
 
 
-def _crawl(
-    vendor: str, run_id: int, workers: int, env: dict[str, str], logs: Path
-) -> tuple[float, list[int]]:
-    command = [sys.executable, "-m", "scrapy", "crawl", vendor, "-a", f"run_id={run_id}"]
-    for key, value in SCRAPY_SETTINGS.items():
-        command += ["-s", f"{key}={value}"]
+def _busy_seconds(before: psutil._common.scputimes, after: psutil._common.scputimes) -> float:
+    """CPU seconds the whole machine spent not idle between two cpu_times() readings."""
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0) - getattr(before, "iowait", 0))
+    total = sum(after) - sum(before)
+    return total - idle
+
+
+def run_workers(
+    session: Session, settings: config.Config, vendor: str, workers: int, env: dict[str, str]
+) -> dict[str, object]:
+    engine = database.get_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(sa.text("TRUNCATE products, product_changes"))
+    process = session.replica()
+    run_id = announce_run(settings, vendor, {"base_url": process.base_urls[vendor]})
+    command = scrapy_command(vendor, {"run_id": str(run_id)}, SCRAPY_SETTINGS)
+    replica_before = process_cpu_seconds(process.pid)
+    machine_before = psutil.cpu_times()
     began = time.perf_counter()
-    children = []
+    children, reports, logs = [], [], []
     for number in range(workers):
-        with open(logs / f"run{run_id}-worker{number}.log", "wb") as log:
+        report = session.work / f"workers{workers}-run{run_id}-{number}.procmon.json"
+        log_path = session.work / f"workers{workers}-run{run_id}-{number}.log"
+        reports.append(report)
+        logs.append(log_path)
+        with open(log_path, "wb") as output:
             children.append(
                 subprocess.Popen(
-                    command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                    [sys.executable, "-m", "bench.procmon", str(report), "--", *command],
+                    cwd=PROJECT_ROOT,
+                    env=env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
                 )
             )
     codes = [child.wait() for child in children]
-    return time.perf_counter() - began, codes
-
-
-def _reset(engine: Engine) -> None:
-    with engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE products, product_changes"))
-
-
-def _result(engine: Engine, run_id: int, vendor: str) -> tuple[str, int]:
+    wall = time.perf_counter() - began
+    machine_busy = _busy_seconds(machine_before, psutil.cpu_times())
+    replica_cpu = process_cpu_seconds(process.pid) - replica_before
+    measured = [json.loads(path.read_text()) for path in reports]
     with engine.connect() as connection:
         status = connection.execute(
             sa.select(crawl_runs.c.status).where(crawl_runs.c.id == run_id)
         ).scalar_one()
-        count = connection.execute(
-            sa.select(sa.func.count()).select_from(products).where(products.c.vendor == vendor)
-        ).scalar_one()
-    return status, count
-
-
-def run(
-    database_url: str, redis_url: str, vendor: str, size: str, counts: list[int], idle: float
-) -> list[tuple[str, str, str, str]]:
-    expected = len(generate(1, size)[vendor].expected_items("http://127.0.0.1"))
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    scratch = config.Config(database_url=database_url, redis_url=redis_url, redis_key_prefix=prefix)
-    engine = database.get_engine(scratch)
-    database.upgrade(engine, scratch)
-    rows = []
-    with (
-        ReplicaProcess.start(size=size) as replica,
-        tempfile.TemporaryDirectory(prefix="christmas-bench-logs-") as logs,
-    ):
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env.update(
-            DATABASE_URL=database_url,
-            REDIS_URL=redis_url,
-            CHRISTMAS_REDIS_KEY_PREFIX=prefix,
-            CHRISTMAS_CRAWL_IDLE_SECONDS=str(idle),
-            **UNBOUNDED,
+        stored, first, last = connection.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.min(products.c.created_at),
+                sa.func.max(products.c.created_at),
+            ).where(products.c.vendor == vendor)
+        ).one()
+    expected = len(generate(1, session.size)[vendor].expected_items("http://127.0.0.1"))
+    if status != "finished" or any(codes) or stored != expected:
+        tail = logs[0].read_text(errors="replace")[-3000:]
+        raise RuntimeError(
+            f"{workers} worker(s): run {status}, exit codes {codes}, {stored} of {expected} "
+            f"products stored; worker 0's log ends:\n{tail}"
         )
-        base_url = replica.base_urls[vendor]
-        single = None
+    workers_cpu = sum(report["cpu_seconds"] for report in measured)
+    return {
+        "workers": workers,
+        "wall": wall,
+        "stored": stored,
+        # one batch in all (tiny catalogs) leaves no interval: fall back to the wall time
+        "writing": ((last - first).total_seconds() if first and last else 0) or wall,
+        "workers_cpu": workers_cpu,
+        "replica_cpu": replica_cpu,
+        "other_cpu": max(0.0, machine_busy - workers_cpu - replica_cpu),
+        "machine_busy": machine_busy,
+        "peak_rss": max(report["peak_rss_bytes"] for report in measured),
+    }
+
+
+def measure(session: Session) -> list[Row]:
+    vendor = HOOH
+    counts = [1, 2] if session.quick else [1, 2, 4]
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    url = session.services.scratch_database()
+    settings = config.Config(
+        database_url=url, redis_url=session.services.redis_url, redis_key_prefix=prefix
+    )
+    env = child_env(
+        DATABASE_URL=url,
+        REDIS_URL=session.services.redis_url,
+        CHRISTMAS_REDIS_KEY_PREFIX=prefix,
+        CHRISTMAS_CRAWL_IDLE_SECONDS=IDLE_SECONDS,
+        **UNBOUNDED,
+    )
+    results = []
+    try:
         for workers in counts:
-            _reset(engine)
-            run_id = announce_run(scratch, vendor, {"base_url": base_url})
-            seconds, codes = _crawl(vendor, run_id, workers, env, Path(logs))
-            status, stored = _result(engine, run_id, vendor)
-            if status != "finished" or any(codes) or stored != expected:
-                tail = (Path(logs) / f"run{run_id}-worker0.log").read_text()[-3000:]
-                raise SystemExit(
-                    f"{workers} worker(s): run {status}, exit codes {codes}, "
-                    f"{stored} of {expected} products stored; worker 0's log ends:\n{tail}"
-                )
-            single = single or seconds
-            rows.append(
-                (
-                    f"{workers} worker{'s' if workers > 1 else ''}",
-                    f"{seconds:.1f} s",
-                    f"{stored / seconds:,.0f}/s",
-                    f"{single / seconds:.2f}×",
-                )
+            log(f"scale-out: {SHORT[vendor]} {session.size:,} products, {workers} worker(s)")
+            results.append(run_workers(session, settings, vendor, workers, env))
+            log(f"  {results[-1]['wall']:.1f} s")
+    finally:
+        database.get_engine(settings).dispose()
+        server = redis.Redis.from_url(session.services.redis_url)
+        for key in server.scan_iter(match=f"{prefix}:*", count=1000):
+            server.delete(key)
+        server.close()
+        session.services.drop(url)
+
+    cores = os.cpu_count() or 1
+    one = results[0]
+    rows, details = [], []
+    for result in results:
+        speedup = one["wall"] / result["wall"]
+        steady = (result["stored"] / result["writing"]) / (one["stored"] / one["writing"])
+        available = cores * result["wall"]
+        bound = (
+            f"CPU {result['machine_busy'] / available:.0%} busy: workers "
+            f"{result['workers_cpu'] / available:.0%}, replica "
+            f"{result['replica_cpu'] / available:.0%}, rest {result['other_cpu'] / available:.0%}"
+        )
+        details.append(
+            [
+                result["workers"],
+                f"{result['stored']:,}",
+                f"{result['wall']:.1f} s",
+                f"{result['stored'] / result['wall']:,.0f}",
+                f"{speedup:.2f}×",
+                f"{steady:.2f}×",
+                f"{result['workers_cpu']:.0f}",
+                f"{result['replica_cpu']:.0f}",
+                f"{result['other_cpu']:.0f}",
+                bound,
+            ]
+        )
+        if result["workers"] == 1:
+            continue
+        goal = result["workers"] == 2
+        rows.append(
+            Row(
+                FIGURE,
+                f"scale-out, {SHORT[vendor]} {session.size:,} products: {result['workers']} "
+                "workers vs 1 (wall time of the run)",
+                f"{result['wall']:.1f} s ({result['stored'] / result['wall']:,.0f} products/s)",
+                f"1 worker: {one['wall']:.1f} s ({one['stored'] / one['wall']:,.0f}/s)",
+                f"{speedup:.2f}×" + (f" (goal ≥ {GOAL:g}×)" if goal else f"; {bound}"),
+                speedup >= GOAL if goal else None,
             )
-    engine.dispose()
-    server = redis.Redis.from_url(redis_url)
-    for key in server.scan_iter(match=f"{prefix}:*", count=1000):
-        server.delete(key)
-    server.close()
+        )
+    session.detail(
+        FIGURE,
+        f"Scale-out on {cores} cores ({SHORT[vendor]}, {session.size:,} products, one run each)",
+        markdown(
+            [
+                "workers",
+                "stored",
+                "wall",
+                "products/s",
+                "speed-up (wall)",
+                "speed-up (first to last write)",
+                "workers CPU-s",
+                "replica CPU-s",
+                "other CPU-s",
+                "machine",
+            ],
+            details,
+        )
+        + f"\n\nWall time includes each worker's start-up and the {IDLE_SECONDS} s idle end; "
+        "'first to last write' is the rate between the first and the last product row written. "
+        "Shares are of cores × wall time; 'rest' is PostgreSQL, Redis and anything else running "
+        "on the machine (other users included).",
+    )
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="large", help="replica size: small, large or N")
-    parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
-    parser.add_argument("--vendor", default="hookedonhallmark_com")
-    parser.add_argument("--idle", type=float, default=2.0, help="crawl_idle_seconds")
-    args = parser.parse_args()
-    counts = [int(count) for count in args.workers.split(",")]
-    settings = config.load()
-    redis_url = settings.redis_url or DEFAULT_REDIS
-    with tempfile.TemporaryDirectory(prefix="christmas-bench-") as folder:
-        if settings.database_url:
-            admin = sa.create_engine(
-                make_url(settings.database_url).set(drivername="postgresql+psycopg2"),
-                isolation_level="AUTOCOMMIT",
-            )
-            name = f"christmas_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            url = make_url(settings.database_url).set(database=name)
-            database_url = url.render_as_string(hide_password=False)
-        else:
-            database_url = embedded.start(Path(folder))
-        try:
-            rows = run(database_url, redis_url, args.vendor, args.size, counts, args.idle)
-        finally:
-            if settings.database_url:
-                with admin.connect() as connection:
-                    connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-            else:
-                embedded.server_for(Path(folder)).cleanup()
-    print(
-        f"| {args.vendor}, replica size {args.size}, one run | wall time | products/s | "
-        "speed-up |\n| --- | --- | --- | --- |"
-    )
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    print(
-        f"\n{os.cpu_count()} CPUs; times include process start-up and a {args.idle:g} s idle end."
-    )
-
-
 if __name__ == "__main__":
-    main()
+    standalone(measure, __doc__.splitlines()[0])

@@ -1,31 +1,53 @@
-"""Storage benchmark: batched upserts vs one row at a time, and an unchanged re-sync.
+"""Figure 4 — storage: 20,000 upserts batched against one row at a time, and re-syncs where
+nothing changed.
 
-    python -m bench.storage_upserts [--items 20000] [--batch 500]
+    python -m bench.storage_upserts [--quick]
 
-Runs on a throw-away embedded PostgreSQL in a temporary folder (so it also measures the
-embedded server's start), or on DATABASE_URL when set (it then creates and drops a scratch
-database there). Prints a Markdown table.
+On a fresh, migrated scratch database of the real PostgreSQL:
+
+* 20,000 new products (`--quick`: 500) written with `upsert_products` in batches of 500 (the
+  store pipeline's default, one `INSERT … ON CONFLICT` statement per batch), then the same
+  20,000 again, unchanged, then with every price changed; the tables are emptied and the
+  20,000 written one row per transaction (the baseline).
+* The unchanged re-sync must write no history row.
+* End to end: the same check through the real crawler — one HooH crawl of a few years of the
+  replica, then the same crawl again with nothing changed on the shop; the second crawl must
+  write no history row either (nothing changed, nothing delisted).
 """
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
-import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
-from christmas_spiders import config
-from christmas_spiders.storage import database, embedded
+from bench.common import (
+    HOOH,
+    SHORT,
+    UNTHROTTLED,
+    Row,
+    Session,
+    log,
+    markdown,
+    replica_control,
+    scrapy_crawl,
+    standalone,
+)
+from bench.crawl_cost import sample_years
+from christmas_spiders.config import Config
+from christmas_spiders.storage import database
 from christmas_spiders.storage.products import UpsertResult, upsert_products
 from christmas_spiders.storage.schema import product_changes
+from tests.replica.catalog import generate
+
+FIGURE = "4"
+BATCH = 500
+GOAL = 10.0
 
 
-def _items(count: int, price_offset: int = 0) -> list[dict]:
+def items(count: int, price_offset: int = 0) -> list[dict]:
     return [
         {
             "vendor": "ornament_shop_com",
@@ -49,102 +71,160 @@ def _items(count: int, price_offset: int = 0) -> list[dict]:
     ]
 
 
-def _write(engine: Engine, items: list[dict], batch: int) -> tuple[float, UpsertResult]:
+def write(engine: Engine, rows: list[dict], batch: int) -> tuple[float, UpsertResult]:
     total = UpsertResult()
     began = time.perf_counter()
-    for start in range(0, len(items), batch):
+    for start in range(0, len(rows), batch):
         with engine.begin() as connection:
-            total += upsert_products(connection, items[start : start + batch])
+            total += upsert_products(connection, rows[start : start + batch])
     return time.perf_counter() - began, total
 
 
-def _history_rows(engine: Engine) -> int:
+def history_rows(engine: Engine, run_id: int | None = None) -> int:
+    query = sa.select(sa.func.count()).select_from(product_changes)
+    if run_id is not None:
+        query = query.where(product_changes.c.crawl_run_id == run_id)
     with engine.connect() as connection:
-        return connection.execute(sa.select(sa.func.count()).select_from(product_changes)).scalar()
+        return connection.execute(query).scalar_one()
 
 
-def _reset(engine: Engine) -> None:
+def upserts(engine: Engine, count: int) -> dict[str, float | int]:
+    catalog = items(count)
+    batched, created = write(engine, catalog, BATCH)
+    assert created.created == count, created
+    before = history_rows(engine)
+    unchanged_seconds, unchanged = write(engine, catalog, BATCH)
+    assert unchanged.unchanged == count, unchanged
+    unchanged_history = history_rows(engine) - before
+    changed_seconds, changed = write(engine, items(count, price_offset=1), BATCH)
     with engine.begin() as connection:
         connection.execute(sa.text("TRUNCATE products, product_changes"))
+    single, one_by_one = write(engine, catalog, 1)
+    assert one_by_one.created == count, one_by_one
+    return {
+        "batched": batched,
+        "single": single,
+        "unchanged": unchanged_seconds,
+        "unchanged_history": unchanged_history,
+        "changed": changed_seconds,
+        "changed_rows": changed.updated,
+    }
 
 
-def run(engine: Engine, items: int, batch: int) -> list[tuple[str, str]]:
-    catalog = _items(items)
-    batched_seconds, created = _write(engine, catalog, batch)
-    assert created.created == items
-    history_before = _history_rows(engine)
-    unchanged_seconds, unchanged = _write(engine, catalog, batch)
-    assert unchanged.unchanged == items
-    history_added = _history_rows(engine) - history_before
-    changed_seconds, changed = _write(engine, _items(items, price_offset=1), batch)
-    _reset(engine)
-    single_seconds, single = _write(engine, catalog, 1)
-    assert single.created == items
-    return [
-        (f"insert {items:,} new products, batches of {batch}", f"{items / batched_seconds:,.0f}/s"),
-        (
-            f"insert {items:,} new products, one row per transaction",
-            f"{items / single_seconds:,.0f}/s",
+def resync_crawl(session: Session) -> dict[str, object]:
+    """Two crawls of the same years of an unchanged shop into one database."""
+    shop = generate(1, session.size)[HOOH]
+    first, last, expected = sample_years(shop, session.scaled(2000, 60))
+    years = f"{first}-{last}"
+    process = session.replica()
+    origin = process.base_urls[HOOH]
+    replica_control(origin, "reset", {})
+    url = session.services.scratch_database()
+    crawls = []
+    for number in (1, 2):
+        log(f"{SHORT[HOOH]} crawl {number} of years {years} (~{expected} products), same database")
+        crawls.append(
+            scrapy_crawl(
+                HOOH,
+                url,
+                session.work,
+                origin=origin,
+                arguments={"year": years},
+                settings=UNTHROTTLED,
+                label=f"resync-{number}",
+            )
+        )
+    engine = sa.create_engine(database.database_url(Config(database_url=url)))
+    second = history_rows(engine, crawls[1].run_id)
+    first_history = history_rows(engine, crawls[0].run_id)
+    with engine.connect() as connection:
+        kinds = dict(
+            connection.execute(
+                sa.text(
+                    "SELECT kind, count(*) FROM product_changes WHERE crawl_run_id = :run "
+                    "GROUP BY kind"
+                ),
+                {"run": crawls[1].run_id},
+            ).all()
+        )
+    engine.dispose()
+    session.services.drop(url)
+    return {
+        "years": years,
+        "products": crawls[1].stat("item_scraped_count"),
+        "first_history": first_history,
+        "second_history": second,
+        "second_kinds": kinds,
+        "unchanged": crawls[1].stat("store/unchanged"),
+    }
+
+
+def measure(session: Session) -> list[Row]:
+    count = session.scaled(20_000, 500)
+    url = session.services.scratch_database()
+    engine = sa.create_engine(database.database_url(Config(database_url=url)))
+    log(f"storage: {count:,} upserts batched ({BATCH}) and one at a time")
+    figures = upserts(engine, count)
+    engine.dispose()
+    session.services.drop(url)
+    crawl = resync_crawl(session)
+
+    ratio = figures["single"] / figures["batched"]
+    rows = [
+        Row(
+            FIGURE,
+            f"storage: {count:,} new products, batches of {BATCH} vs one row per transaction",
+            f"{count / figures['batched']:,.0f} rows/s",
+            f"{count / figures['single']:,.0f} rows/s",
+            f"{ratio:.1f}× (goal ≥ {GOAL:g}×)",
+            ratio >= GOAL,
         ),
-        ("batched ÷ one row at a time (goal ≥ 10×)", f"{single_seconds / batched_seconds:.1f}×"),
-        (f"unchanged re-sync of {items:,}, batched", f"{items / unchanged_seconds:,.0f}/s"),
-        ("history rows written by the unchanged re-sync (goal 0)", str(history_added)),
-        (
-            f"re-sync with {changed.updated:,} price changes, batched",
-            f"{items / changed_seconds:,.0f}/s",
+        Row(
+            FIGURE,
+            f"storage: unchanged re-sync of {count:,} products (batched): history rows written",
+            f"{figures['unchanged_history']} ({count / figures['unchanged']:,.0f} rows/s)",
+            "",
+            "goal 0",
+            figures["unchanged_history"] == 0,
+        ),
+        Row(
+            FIGURE,
+            f"crawl: unchanged re-sync, {SHORT[HOOH]} years {crawl['years']} "
+            f"({crawl['products']:,} products): history rows written by the second crawl",
+            str(crawl["second_history"])
+            + (
+                " (" + ", ".join(f"{n} {k}" for k, n in sorted(crawl["second_kinds"].items())) + ")"
+                if crawl["second_kinds"]
+                else ""
+            ),
+            f"first crawl: {crawl['first_history']:,} (listed)",
+            "goal 0",
+            crawl["second_history"] == 0,
         ),
     ]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=500)
-    args = parser.parse_args()
-    settings = config.load()
-    rows: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="christmas-bench-") as folder:
-        if settings.database_url:
-            admin = sa.create_engine(
-                make_url(settings.database_url).set(drivername="postgresql+psycopg2"),
-                isolation_level="AUTOCOMMIT",
-            )
-            name = f"christmas_bench_{uuid.uuid4().hex[:8]}"
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            url = make_url(settings.database_url).set(database=name)
-            scratch = config.Config(database_url=url.render_as_string(hide_password=False))
-        else:
-            began = time.perf_counter()
-            url = embedded.start(Path(folder))
-            rows.append(
-                (
-                    "embedded PostgreSQL start (fresh data folder)",
-                    f"{time.perf_counter() - began:.2f} s",
-                )
-            )
-            began = time.perf_counter()
-            embedded.start(Path(folder))
-            rows.append(
-                (
-                    "embedded PostgreSQL join (already running)",
-                    f"{(time.perf_counter() - began) * 1000:.0f} ms",
-                )
-            )
-            scratch = config.Config(database_url=url)
-        engine = database.get_engine(scratch)
-        database.upgrade(engine, scratch)
-        rows += run(engine, args.items, args.batch)
-        engine.dispose()
-        if settings.database_url:
-            with admin.connect() as connection:
-                connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        else:
-            embedded.server_for(Path(folder)).cleanup()  # stop it before its folder goes
-    print("| storage | figure |\n| --- | --- |")
-    for label, figure in rows:
-        print(f"| {label} | {figure} |")
+    table = [
+        (f"new, batches of {BATCH}", count, figures["batched"]),
+        ("new, one row per transaction", count, figures["single"]),
+        (f"unchanged re-sync, batches of {BATCH}", count, figures["unchanged"]),
+        (
+            f"re-sync, every price changed ({figures['changed_rows']:,} rows), batches of {BATCH}",
+            count,
+            figures["changed"],
+        ),
+    ]
+    session.detail(
+        FIGURE,
+        "Storage",
+        markdown(
+            ["write", "rows", "seconds", "rows/s"],
+            [
+                [name, f"{n:,}", f"{seconds:.2f}", f"{n / seconds:,.0f}"]
+                for name, n, seconds in table
+            ],
+        ),
+    )
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    standalone(measure, __doc__.splitlines()[0])
