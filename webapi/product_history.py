@@ -40,16 +40,7 @@ def availability_series(
         _changes.kind,
         _point_availability.label("availability"),
     ).where(_changes.product_id == product_id, _is_availability_point)
-    if until is not None:
-        points = points.where(_changes.changed_at < until)
-    if since is not None:
-        opening = (
-            sa.select(sa.func.max(_changes.id))
-            .where(_changes.product_id == product_id, _is_availability_point)
-            .where(_changes.changed_at < since)
-            .scalar_subquery()
-        )
-        points = points.where(sa.or_(_changes.changed_at >= since, _changes.id == opening))
+    points = history.in_window(points, product_id, _is_availability_point, since, until)
     return [dict(row._mapping) for row in connection.execute(points.order_by(_changes.id))]
 
 

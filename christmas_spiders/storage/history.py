@@ -103,12 +103,23 @@ def _price_points(product_id: int, since: datetime | None, until: datetime | Non
         _point_price.label("price"),
         (sa.literal(SUSPICIOUS) == sa.any_(_changes.flags)).label("suspicious"),
     ).where(_changes.product_id == product_id, _is_price_point)
+    return in_window(points, product_id, _is_price_point, since, until)
+
+
+def in_window(
+    points: sa.Select,
+    product_id: int,
+    is_point: sa.ColumnElement[bool],
+    since: datetime | None,
+    until: datetime | None,
+) -> sa.Select:
+    """Points of one product in [since, until), preceded by the one in effect at `since`."""
     if until is not None:
         points = points.where(_changes.changed_at < until)
     if since is not None:
         opening = (
             sa.select(sa.func.max(_changes.id))
-            .where(_changes.product_id == product_id, _is_price_point)
+            .where(_changes.product_id == product_id, is_point)
             .where(_changes.changed_at < since)
             .scalar_subquery()
         )
