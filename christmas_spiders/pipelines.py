@@ -171,7 +171,10 @@ class StorePipeline(_Pipeline):
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.config.store_flush_seconds)
-            await self.flush()
+            # Shielded: close_spider cancels this task, and a cancelled await would release
+            # the lock while the thread still writes, so the crawl could be recorded (and
+            # products delisted) before its last batch is in the database.
+            await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
         async with self.lock:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +17,12 @@ from scrapy.utils.test import get_crawler
 from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
-from christmas_spiders.pipelines import NormalizePipeline, Rejected, ValidatePipeline
+from christmas_spiders.pipelines import (
+    NormalizePipeline,
+    Rejected,
+    StorePipeline,
+    ValidatePipeline,
+)
 from christmas_spiders.storage import deadletter, get_engine
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 
@@ -81,6 +88,43 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         "CHRISTMAS_STORE_BATCH_SIZE": "7",
         **extra,
     }
+
+
+def test_closing_waits_for_a_periodic_flush_still_writing(make_config, engine: Engine) -> None:
+    """The crawl is recorded (and unseen products delisted) right after the pipeline closes,
+    so close must not return while a periodic flush is still writing its batch."""
+    settings = make_config(CHRISTMAS_STORE_FLUSH_SECONDS="0.05")
+    crawler = get_crawler(ItemsFeedSpider, {"CHRISTMAS_CONFIG": settings})
+    normalize, validate, store = (
+        NormalizePipeline(crawler),
+        ValidatePipeline(crawler),
+        StorePipeline(crawler),
+    )
+    blocker = engine.connect()
+    blocker.execute(sa.text("LOCK TABLE products IN EXCLUSIVE MODE"))  # the write will wait
+    release = threading.Timer(0.6, blocker.commit)
+
+    async def crawl_then_close() -> None:
+        await store.open_spider()
+        for n in range(10):
+            await store.process_item(
+                validate.process_item(normalize.process_item(feed_item(n, Decimal(n))))
+            )
+        await asyncio.sleep(0.3)  # the periodic flush has taken the batch and waits on the lock
+        assert store.buffer == []
+        release.start()
+        await store.close_spider()
+        with engine.connect() as connection:  # a plain read is not blocked by the lock
+            stored = connection.scalar(sa.select(sa.func.count()).select_from(products))
+        assert stored == 10, "close_spider returned before its last batch was written"
+
+    try:
+        asyncio.run(crawl_then_close())
+    finally:
+        if release.ident is not None:
+            release.join()
+        blocker.close()  # rolls back, releasing the lock, if the timer never ran
+    store.engine.dispose()
 
 
 def test_crawl_stores_items_and_records_the_run(
