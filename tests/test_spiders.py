@@ -6,6 +6,7 @@ What a crawl stores is compared field by field with the replica's ground truth.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bench.crawl_efficiency import minimum
 from christmas_spiders.storage.products import ITEM_COLUMNS
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 
@@ -37,6 +39,16 @@ def crawl(vendor: str, replica: Replica, database_url: str, tmp_path: Path, **kw
         settings=settings,
         timeout=300,
     )
+
+
+def requests_sent(output: str) -> int:
+    """Pages the crawler asked for (Scrapy's final stats), robots.txt excluded."""
+
+    def stat(name: str) -> int:
+        found = re.search(rf"'{re.escape(name)}': (\d+)", output)
+        return int(found.group(1)) if found else 0
+
+    return stat("downloader/request_count") - stat("robotstxt/request_count")
 
 
 def stored(engine: Engine, vendor: str) -> dict[str, dict[str, Any]]:
@@ -79,6 +91,8 @@ def test_full_crawl_stores_the_catalog_field_by_field(
     run = last_run(engine)
     assert run["status"] == "finished"
     assert run["items_created"] == len(expected)
+    # No page twice, none wasted: exactly the fewest requests the shop's layout allows.
+    assert requests_sent(result.stdout) == minimum(replica.shop(vendor)).requests
     renders = run["browser_renders"]
     if vendor == HO:  # one render per year grid, nothing else
         year_grids = len(replica.shop(vendor).year_categories())

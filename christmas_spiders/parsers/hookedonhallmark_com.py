@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from parsel import Selector
 
 from christmas_spiders.parsers.structured import absolute
 from christmas_spiders.parsers.threedcart import parse_product
 
-__all__ = ["Listing", "parse_listing", "parse_product", "year_links"]
+__all__ = ["Listing", "is_product_url", "parse_listing", "parse_product", "year_links"]
 
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
+_PRODUCT_URL = re.compile(r"_p_\d+\.html$|/product\.asp$", re.I)
+
+
+def is_product_url(url: str) -> bool:
+    """A product page (`/{Slug}_p_{catalogid}.html`, or its `product.asp?itemid=` alias)."""
+    return bool(_PRODUCT_URL.search(urlsplit(url).path))
 
 
 def year_links(selector: Selector, url: str) -> list[tuple[int, str]]:

@@ -1,4 +1,5 @@
-"""Product pages of the two 3dcart / Shift4Shop shops (HooH §1.4, HO §3.4).
+"""Product pages of the two 3dcart / Shift4Shop shops (HooH §1.4, HO §3.4), and their view-all
+listing mode.
 
 Order of trust: ``var _3d_item`` (catalogid, SKU, name, price, in-stock flag), then JSON-LD,
 then microdata and the DOM by ids and classes (``h1[itemprop=name]``, ``#product_id``,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from parsel import Selector
 
@@ -24,6 +26,13 @@ from christmas_spiders.parsers.structured import (
     json_ld_product,
     shown_price,
 )
+
+
+def view_all_url(url: str) -> str:
+    """A category's view-all mode (`?viewall=1`): every product on one page, no paging."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode({"viewall": 1}), ""))
+
 
 _LABELLED = re.compile(r"^\s*(?P<label>[A-Za-z ]+?)\s*:\s*(?P<value>.+?)\s*$")
 

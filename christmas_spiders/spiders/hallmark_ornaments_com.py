@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import ClassVar
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import scrapy
 from scrapy.http import Response
 
 from christmas_spiders.parsers import ProductPage
 from christmas_spiders.parsers import hallmark_ornaments_com as parser
+from christmas_spiders.parsers.threedcart import view_all_url
 from christmas_spiders.spiders._vendor import VendorSpider
 
 # A view-all grid is complete when it shows as many products as `.product-count` announces; a
@@ -25,11 +25,6 @@ from christmas_spiders.spiders._vendor import VendorSpider
 GRID_RENDER = {"wait_for": "#itemsBlock .product-item", "count_from": ".product-count"}
 PAGE_RENDER = {"wait_for": "#itemsBlock .product-item"}
 MAX_LISTING_PAGES = 200
-
-
-def view_all(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode({"viewall": 1}), ""))
 
 
 class HallmarkOrnamentsSpider(VendorSpider):
@@ -49,7 +44,7 @@ class HallmarkOrnamentsSpider(VendorSpider):
             render = self.settings.getbool("RENDER_YEAR_GRIDS")
         use_view_all = page == 1 and self.settings.getbool("LISTING_VIEW_ALL", True)
         return scrapy.Request(
-            view_all(url) if use_view_all else url,
+            view_all_url(url) if use_view_all else url,
             callback=self.parse_category,
             cb_kwargs={"year": year, "page": page},
             meta={"render": GRID_RENDER if use_view_all else PAGE_RENDER} if render else {},

@@ -1,19 +1,22 @@
-"""hookedonhallmark.com: year index → year category (→ View All sub-category, or the
-category's ?viewall=1 mode, or Next pages) → product pages. All static HTML.
+"""hookedonhallmark.com: year index → year category (→ its View All sub-category, or each
+segment) → product pages. All static HTML.
 
-Setting ``LISTING_VIEW_ALL`` (on): read a paged category through its one-page view-all mode;
-off, follow its Next links page by page.
+Setting ``LISTING_VIEW_ALL`` (on): ask every category for its view-all mode (`?viewall=1`, one
+page with every product) straight away; off, or where a shop ignores the mode, follow Next links
+page by page.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import scrapy
 from scrapy.http import Response
 
 from christmas_spiders.parsers import ProductPage
 from christmas_spiders.parsers import hookedonhallmark_com as parser
+from christmas_spiders.parsers.threedcart import view_all_url
 from christmas_spiders.spiders._vendor import VendorSpider
 
 MAX_LISTING_PAGES = 200  # per category: far above any real year, a guard against paging loops
@@ -28,6 +31,8 @@ class HookedOnHallmarkSpider(VendorSpider):
         return parser.year_links(response.selector, response.url)
 
     def category_request(self, url: str, year: int, depth: int = 0, page: int = 1):
+        if page == 1 and self.settings.getbool("LISTING_VIEW_ALL", True):
+            url = view_all_url(url)
         return scrapy.Request(
             url,
             callback=self.parse_category,
@@ -39,7 +44,7 @@ class HookedOnHallmarkSpider(VendorSpider):
     ) -> Iterable[scrapy.Request]:
         listing = parser.parse_listing(response.selector, response.url)
         for url in listing.products:
-            yield scrapy.Request(url, callback=self.parse_product, cb_kwargs={"year": year})
+            yield self.listed_product_request(url, year)
         if depth < MAX_DEPTH:
             # A segmented year: its View All sub-category has every product; without one,
             # every segment is crawled (E17).
@@ -48,14 +53,32 @@ class HookedOnHallmarkSpider(VendorSpider):
             elif not listing.products:
                 for url in listing.subcategories:
                     yield self.category_request(url, year, depth + 1)
-        if page == 1 and listing.view_all and self.settings.getbool("LISTING_VIEW_ALL", True):
-            # One page with every product instead of paging (page 0: view-all mode, no paging).
-            yield self.category_request(listing.view_all, year, depth, page=0)
-        elif page and listing.next_page:
+        if listing.next_page:  # paging on, or view-all mode ignored
             if page < MAX_LISTING_PAGES:
                 yield self.category_request(listing.next_page, year, depth, page + 1)
             else:
                 self.logger.warning("%s: stopped paging after %d pages", response.url, page)
+
+    def listed_product_request(self, url: str, year: int) -> scrapy.Request:
+        """A product page found in a listing. Its redirects are followed here, not by Scrapy: a
+        retired product 301s to its year category (E21), which this crawl reads anyway."""
+        return scrapy.Request(
+            url,
+            callback=self.parse_listed_product,
+            cb_kwargs={"year": year},
+            meta={"dont_redirect": True, "handle_httpstatus_list": [301, 302, 303, 307, 308]},
+        )
+
+    def parse_listed_product(self, response: Response, year: int) -> Iterable[Any]:
+        if not 300 <= response.status < 400:
+            yield from self.parse_product(response, year)
+            return
+        target = response.urljoin(response.headers.get("Location", b"").decode("latin-1"))
+        if parser.is_product_url(target):  # a renamed product or an alias
+            yield self.listed_product_request(target, year)
+        else:
+            self.crawler.stats.inc_value("pages/skipped/redirected_to_listing")
+            self.logger.info("%s: redirects to %s, no longer a product page", response.url, target)
 
     def parse_product_page(self, response: Response) -> ProductPage:
         return parser.parse_product(response.selector, response.url)
