@@ -47,6 +47,7 @@ MB = 1024 * 1024
 # Politeness off: the crawler, not the delay, is what a figure measures (figures 1, 2, 8).
 UNTHROTTLED = {
     "AUTOTHROTTLE_ENABLED": "0",
+    "DOWNLOAD_DELAY": "0",
     "CONCURRENT_REQUESTS": "16",
     "CONCURRENT_REQUESTS_PER_DOMAIN": "16",
 }

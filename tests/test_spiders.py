@@ -124,6 +124,35 @@ def test_empty_year_stores_nothing_and_succeeds(
     assert last_run(engine)["status"] == "finished"
 
 
+@pytest.mark.parametrize("autothrottle", ["1", "0"])
+def test_a_shop_never_sees_more_than_the_per_shop_limit(
+    autothrottle: str, replica: Replica, database_url: str, tmp_path: Path
+) -> None:
+    """CONCURRENT_REQUESTS_PER_DOMAIN holds with AutoThrottle on and off (Scrapy enforces it
+    only with a download delay above 0, which our settings keep)."""
+    replica.reset(HOOH)
+    replica.set_latency(30, HOOH)
+    try:
+        result = crawl(
+            HOOH,
+            replica,
+            database_url,
+            tmp_path,
+            year="2019",
+            settings={
+                "AUTOTHROTTLE_ENABLED": autothrottle,
+                "AUTOTHROTTLE_START_DELAY": "0.01",
+                "CONCURRENT_REQUESTS_PER_DOMAIN": "2",
+            },
+        )
+        shop = replica.stats(HOOH)
+    finally:
+        replica.reset(HOOH)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert shop["total"] > 20
+    assert shop["max_in_flight"] == 2
+
+
 @pytest.mark.parametrize("vendor", [HOOH])  # the replica's looping Next link is on HooH (E14)
 def test_paging_without_view_all_ends_despite_a_self_link(
     vendor: str, replica: Replica, database_url: str, engine: Engine, tmp_path: Path

@@ -9,7 +9,7 @@ disallows it). It reads the ground truth and changes the running shop:
          "sku": ..., "gone": true}
     POST /__replica__/throttle   {"every": 5, "burst": 0, "status": 429, "retry_after": 1}
     POST /__replica__/latency    {"ms": 200}
-    GET  /__replica__/stats      request counts by path kind and status
+    GET  /__replica__/stats      request counts by path kind and status, most in flight at once
     POST /__replica__/reset      drop overrides, counts, throttle and latency changes
 
 Every answer is JSON; errors are {"error": "<one sentence>"} with a 4xx status.

@@ -69,18 +69,19 @@ class ReplicaApp:
         if request.path == control.PREFIX or request.path.startswith(control.PREFIX + "/"):
             return control.handle(shop, request)
         state = shop.state
-        throttle = state.take_throttle()
-        if state.latency_ms:
-            time.sleep(state.latency_ms / 1000)
-        if throttle is not None:
-            kind, response = "throttled", _throttled(throttle)
-        else:
-            try:
-                kind, response = shop.dispatch(request)
-            except Exception:  # one broken page must not take the shop down; tests see 500
-                log.exception("%s: error rendering %s", shop.vendor, request.full_path)
-                kind, response = "error", Response("internal error\n", 500)
-        state.record(kind, response.status_code)
+        with state.serving():
+            throttle = state.take_throttle()
+            if state.latency_ms:
+                time.sleep(state.latency_ms / 1000)
+            if throttle is not None:
+                kind, response = "throttled", _throttled(throttle)
+            else:
+                try:
+                    kind, response = shop.dispatch(request)
+                except Exception:  # one broken page must not take the shop down; tests see 500
+                    log.exception("%s: error rendering %s", shop.vendor, request.full_path)
+                    kind, response = "error", Response("internal error\n", 500)
+            state.record(kind, response.status_code)
         return response
 
 

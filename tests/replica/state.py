@@ -7,8 +7,10 @@ price in a 20,000-product catalog without touching anything else.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,6 +50,8 @@ class ShopState:
         self._by_kind: Counter[str] = Counter()
         self._by_status: Counter[str] = Counter()
         self._throttled = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
 
     # --- products ---------------------------------------------------------------------------
 
@@ -96,6 +100,18 @@ class ShopState:
                 self._throttled += 1
             return throttle if hit else None
 
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count a request in flight while it is answered (stats: most at once)."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
     def record(self, kind: str, status: int) -> None:
         with self._lock:
             self._by_kind[kind] += 1
@@ -108,6 +124,7 @@ class ShopState:
                 "by_kind": dict(self._by_kind),
                 "by_status": dict(self._by_status),
                 "throttled": self._throttled,
+                "max_in_flight": self._max_in_flight,
             }
 
     def reset(self) -> None:
@@ -121,3 +138,4 @@ class ShopState:
             self._by_kind.clear()
             self._by_status.clear()
             self._throttled = 0
+            self._max_in_flight = self._in_flight
