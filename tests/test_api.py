@@ -783,3 +783,31 @@ def test_openapi_document_and_offline_docs_page(client) -> None:
         with client.get(f"/docs/assets/{asset}") as response:
             assert response.status_code == 200
     assert json.loads(json.dumps(spec))  # plain JSON
+
+
+def _statements(client: FlaskClient, url: str) -> list[str]:
+    """The SQL statements one request sends to the database, in order."""
+    sent: list[str] = []
+
+    def record(_connection, _cursor, statement, *_args) -> None:
+        sent.append(statement)
+
+    engine = client.application.extensions["christmas_engine"]
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        get(client, url)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return sent
+
+
+def test_history_and_sku_view_read_every_offer_in_one_query(client) -> None:
+    """Statements per request, not per offer: a SKU at three shops costs what one product does
+    (the key, the product rows with their last change, the history rows)."""
+    get(client, "/v1/vendors")  # the key's first use of the day is recorded once; not counted
+    one = _statements(client, "/v1/products/1/history")
+    three = _statements(client, "/v1/skus/QX1001")
+    for statements in (one, three):
+        assert len(statements) == 3, statements
+        assert statements[0].startswith("SELECT api_keys.")
+        assert "FROM product_changes \nWHERE product_changes.product_id IN" in statements[2]

@@ -305,6 +305,7 @@ def _product(connection: Connection, product_id: int) -> dict[str, Any]:
             products,
             vendor_table.c.display_name.label("vendor_name"),
             last_change.label("last_change_id"),
+            product_history.last_changed(_p.id).label("last_changed_at"),
         )
         .join(vendor_table, vendor_table.c.id == _p.vendor)
         .where(_p.id == product_id)
@@ -341,8 +342,7 @@ def get_history(args: dict[str, Any], product_id: int):
     lowest or highest unless `include_suspicious=true`.
     """
     connection = db.reader()
-    _product(connection, product_id)
-    v1.set_last_modified(product_history.last_changed(connection, [product_id]))
+    v1.set_last_modified(_product(connection, product_id)["last_changed_at"])
     return product_history.product_history(
         connection,
         product_id,

@@ -49,6 +49,7 @@ def get_sku(args: dict[str, Any], sku: str):
             products,
             vendor_table.c.display_name.label("vendor_name"),
             last_change.label("last_change_id"),
+            product_history.last_changed(_p.id).label("last_changed_at"),
         )
         .join(vendor_table, vendor_table.c.id == _p.vendor)
         .where(_p.sku == wanted)
@@ -56,19 +57,20 @@ def get_sku(args: dict[str, Any], sku: str):
     ).all()
     if not rows:
         abort(404, message=f"no product has the SKU {wanted!r}.")
-    offers = []
-    for row in rows:
-        offer = dict(row._mapping)
-        offer["history"] = product_history.product_history(
-            connection, row.id, args.get("since"), args.get("until"), args["include_suspicious"]
+    histories = product_history.product_histories(
+        connection,
+        [row.id for row in rows],
+        args.get("since"),
+        args.get("until"),
+        args["include_suspicious"],
+    )
+    offers = [{**row._mapping, "history": histories[row.id]} for row in rows]
+    v1.set_last_modified(
+        max(
+            moment
+            for row in rows
+            for moment in (row.updated_at, row.last_synced_at, row.delisted_at, row.last_changed_at)
+            if moment is not None
         )
-        offers.append(offer)
-    moments = [
-        moment
-        for row in rows
-        for moment in (row.updated_at, row.last_synced_at, row.delisted_at)
-        if moment is not None
-    ]
-    changed = product_history.last_changed(connection, [row.id for row in rows])
-    v1.set_last_modified(max([*moments, *([changed] if changed else [])]))
+    )
     return {"sku": wanted, "offers": offers}

@@ -1,4 +1,4 @@
-"""History queries: a product's price series, its figures over a window, and the change feed.
+"""History queries: a product's prices and availability over a window, and the change feed.
 
 Used by the API and the audit worker. SQLAlchemy Core with bound parameters only.
 
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -81,50 +82,129 @@ class Change:
         return SUSPICIOUS in self.flags
 
 
-# --- price series -------------------------------------------------------------------------------
+# --- a product's history: prices and availability -------------------------------------------
 
 _changes = product_changes.c
-_snapshot_price = sa.cast(_changes.new_value, JSONB)["price"].astext
+_snapshot = sa.cast(_changes.new_value, JSONB)
 _is_price_point = sa.or_(
     sa.and_(_changes.kind == "changed", _changes.field == "price"),
-    sa.and_(_changes.kind == "listed", sa.cast(_changes.new_value, JSONB).has_key("price")),
+    sa.and_(_changes.kind == "listed", _snapshot.has_key("price")),
 )
 _point_price = sa.cast(
-    sa.case((_changes.kind == "listed", _snapshot_price), else_=_changes.new_value),
+    sa.case((_changes.kind == "listed", _snapshot["price"].astext), else_=_changes.new_value),
     products.c.price.type,
+)
+_is_availability_point = sa.or_(
+    sa.and_(_changes.kind == "changed", _changes.field == "availability"),
+    _changes.kind.in_(("listed", "relisted", "delisted")),
+)
+_point_availability = sa.case(
+    (_changes.kind == "changed", _changes.new_value),
+    (_changes.kind == "delisted", sa.null()),
+    else_=_snapshot["availability"].astext,
 )
 
 
-def _price_points(product_id: int, since: datetime | None, until: datetime | None) -> sa.Select:
-    """The price points of a product in [since, until), preceded by the one in effect at since."""
-    points = sa.select(
-        _changes.id.label("change_id"),
-        _changes.changed_at.label("at"),
-        _point_price.label("price"),
-        (sa.literal(SUSPICIOUS) == sa.any_(_changes.flags)).label("suspicious"),
-    ).where(_changes.product_id == product_id, _is_price_point)
-    return in_window(points, product_id, _is_price_point, since, until)
+@dataclass(frozen=True)
+class AvailabilityPoint:
+    change_id: int
+    at: datetime
+    kind: str  # listed, changed, delisted or relisted
+    availability: str | None  # None: delisted
 
 
-def in_window(
-    points: sa.Select,
-    product_id: int,
-    is_point: sa.ColumnElement[bool],
-    since: datetime | None,
-    until: datetime | None,
-) -> sa.Select:
-    """Points of one product in [since, until), preceded by the one in effect at `since`."""
-    if until is not None:
-        points = points.where(_changes.changed_at < until)
-    if since is not None:
-        opening = (
-            sa.select(sa.func.max(_changes.id))
-            .where(_changes.product_id == product_id, is_point)
-            .where(_changes.changed_at < since)
-            .scalar_subquery()
+Point = TypeVar("Point", PricePoint, AvailabilityPoint)
+
+
+@dataclass(frozen=True)
+class ProductHistory:
+    """A product's prices and availability over a window, oldest first.
+
+    With `since`, each series opens with the point in effect then (it may be older than
+    `since`); `until` is exclusive.
+    """
+
+    prices: list[PricePoint]
+    availability: list[AvailabilityPoint]
+
+    def figures(self, include_suspicious: bool = False) -> PriceFigures:
+        """Lowest, highest and latest price of the window. Prices set by a change flagged
+        `suspicious` do not count as lowest or highest unless `include_suspicious`; "no price"
+        never does. The latest point always counts."""
+        counted = [
+            point.price
+            for point in self.prices
+            if point.price is not None and (include_suspicious or not point.suspicious)
+        ]
+        latest = self.prices[-1] if self.prices else None
+        return PriceFigures(
+            lowest=min(counted, default=None),
+            highest=max(counted, default=None),
+            latest=latest.price if latest else None,
+            latest_at=latest.at if latest else None,
+            points=len(self.prices),
         )
-        points = points.where(sa.or_(_changes.changed_at >= since, _changes.id == opening))
-    return points
+
+
+def product_histories(
+    connection: Connection,
+    product_ids: Sequence[int],
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[int, ProductHistory]:
+    """The history of each of these products (one query for all of them)."""
+    query = sa.select(
+        _changes.id,
+        _changes.product_id,
+        _changes.changed_at,
+        _changes.kind,
+        _is_price_point.label("is_price"),
+        sa.case((_is_price_point, _point_price)).label("price"),
+        (sa.literal(SUSPICIOUS) == sa.any_(_changes.flags)).label("suspicious"),
+        _is_availability_point.label("is_availability"),
+        sa.case((_is_availability_point, _point_availability)).label("availability"),
+    ).where(
+        _changes.product_id.in_(list(product_ids)),
+        sa.or_(_is_price_point, _is_availability_point),
+    )
+    if until is not None:
+        query = query.where(_changes.changed_at < until)
+    prices: dict[int, list[PricePoint]] = {product_id: [] for product_id in product_ids}
+    availability: dict[int, list[AvailabilityPoint]] = {
+        product_id: [] for product_id in product_ids
+    }
+    for row in connection.execute(query.order_by(_changes.product_id, _changes.id)):
+        if row.is_price:
+            prices[row.product_id].append(
+                PricePoint(row.id, row.changed_at, row.price, row.suspicious)
+            )
+        if row.is_availability:
+            availability[row.product_id].append(
+                AvailabilityPoint(row.id, row.changed_at, row.kind, row.availability)
+            )
+    return {
+        product_id: ProductHistory(
+            _in_window(prices[product_id], since), _in_window(availability[product_id], since)
+        )
+        for product_id in product_ids
+    }
+
+
+def _in_window(points: list[Point], since: datetime | None) -> list[Point]:
+    """The points from `since` on, preceded by the last one before it (the state in effect)."""
+    if since is None:
+        return points
+    opening = max((p.change_id for p in points if p.at < since), default=None)
+    return [p for p in points if p.at >= since or p.change_id == opening]
+
+
+def product_history(
+    connection: Connection,
+    product_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> ProductHistory:
+    return product_histories(connection, [product_id], since, until)[product_id]
 
 
 def price_series(
@@ -133,13 +213,8 @@ def price_series(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[PricePoint]:
-    """Every price a product had, oldest first: its price when listed, then each change.
-
-    With `since`, the first point is the price in effect when the window opened (it may be
-    older than `since`); `until` is exclusive.
-    """
-    query = _price_points(product_id, since, until).order_by(_changes.id)
-    return [PricePoint(**row._mapping) for row in connection.execute(query)]
+    """Every price a product had, oldest first: its price when listed, then each change."""
+    return product_history(connection, product_id, since, until).prices
 
 
 def price_figures(
@@ -149,29 +224,8 @@ def price_figures(
     until: datetime | None = None,
     include_suspicious: bool = False,
 ) -> PriceFigures:
-    """Lowest, highest and latest price over a window (see `price_series` for the window).
-
-    Prices set by a change flagged `suspicious` do not count as lowest or highest unless
-    `include_suspicious`; "no price" never does. The latest point always counts.
-    """
-    points = _price_points(product_id, since, until).subquery()
-    counted = points.c.price.is_not(None)
-    if not include_suspicious:
-        counted = sa.and_(counted, sa.not_(points.c.suspicious))
-    latest = (
-        sa.select(points.c.price, points.c.at)
-        .order_by(points.c.change_id.desc())
-        .limit(1)
-        .subquery()
-    )
-    query = sa.select(
-        sa.select(sa.func.min(points.c.price).filter(counted)).scalar_subquery().label("lowest"),
-        sa.select(sa.func.max(points.c.price).filter(counted)).scalar_subquery().label("highest"),
-        sa.select(latest.c.price).scalar_subquery().label("latest"),
-        sa.select(latest.c.at).scalar_subquery().label("latest_at"),
-        sa.select(sa.func.count()).select_from(points).scalar_subquery().label("points"),
-    )
-    return PriceFigures(**connection.execute(query).one()._mapping)
+    """Lowest, highest and latest price over a window (see `ProductHistory.figures`)."""
+    return product_history(connection, product_id, since, until).figures(include_suspicious)
 
 
 # --- the change feed ----------------------------------------------------------------------------
