@@ -126,6 +126,9 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--disable-extensions",
+    # Each grid is a same-site navigation of one tab: with the back-forward cache the renderer
+    # kept every earlier grid alive (HO 20,000 products: 852 → 537 MB, bench figure 8).
+    "--disable-features=BackForwardCache",
 )
 CHROMIUM_PREFS = {"profile.managed_default_content_settings.images": 2}  # no images
 # Headers that describe the bytes on the wire, not the DOM we return.
