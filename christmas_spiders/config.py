@@ -447,6 +447,9 @@ class Config:
     api_rate_limit: int = _option(600, _number(int, 1, 10_000_000))  # requests per key/window
     api_rate_limit_window_seconds: int = _option(60, _number(int, 1, 86_400))
     api_statement_timeout_seconds: float = _option(10.0, _number(float, 0.1, 3600.0))
+    # The web view (webapi.web); see README "Web view". Off: its pages are public (they show
+    # what the shops show publicly); on: they need an API key, like /v1 always does.
+    web_requires_key: bool = _option(False, _boolean)
 
     @property
     def dead_letter_dir(self) -> Path:

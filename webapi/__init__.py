@@ -3,7 +3,9 @@
 
 The API never changes the schema: at start it checks that the database is at this code's
 migration head and refuses to start otherwise. It reads as the SELECT-only database role
-(`webapi.db`), answers JSON everywhere, and documents itself at /openapi.json and /docs.
+(`webapi.db`), answers JSON under /v1 and documents itself at /openapi.json and /docs; the web
+view for collectors (`webapi.web`: search, product pages with price charts, recent changes,
+crawl status) is HTML from the same app.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
         schemas,
         skus,
         v1,
+        web,
     )
     from webapi import vendors as vendors_blueprint
 
@@ -62,4 +65,5 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
     api.register_blueprint(health.blueprint)
     for module in (vendors_blueprint, products, skus, changes, runs):
         api.register_blueprint(module.blueprint)
+    app.register_blueprint(web.blueprint)  # the HTML pages, at /
     return app

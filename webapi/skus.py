@@ -18,7 +18,7 @@ blueprint = v1.Blueprint("skus", __name__, description="One SKU across every sho
 _p = products.c
 _MAX_SKU = 64
 # In stock first (cheapest first), then pre-orders, then out of stock; delisted offers last.
-_OFFER_ORDER = (
+OFFER_ORDER = (
     _p.delisted_at.is_not(None),
     sa.case((_p.availability == "available", 0), (_p.availability == "preorder", 1), else_=2),
     _p.price.asc().nulls_last(),
@@ -53,7 +53,7 @@ def get_sku(args: dict[str, Any], sku: str):
         )
         .join(vendor_table, vendor_table.c.id == _p.vendor)
         .where(_p.sku == wanted)
-        .order_by(*_OFFER_ORDER)
+        .order_by(*OFFER_ORDER)
     ).all()
     if not rows:
         abort(404, message=f"no product has the SKU {wanted!r}.")

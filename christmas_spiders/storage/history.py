@@ -127,6 +127,12 @@ class ProductHistory:
     prices: list[PricePoint]
     availability: list[AvailabilityPoint]
 
+    def since(self, moment: datetime) -> ProductHistory:
+        """The same history from `moment` on (each series opening with the point then)."""
+        return ProductHistory(
+            _in_window(self.prices, moment), _in_window(self.availability, moment)
+        )
+
     def figures(self, include_suspicious: bool = False) -> PriceFigures:
         """Lowest, highest and latest price of the window. Prices set by a change flagged
         `suspicious` do not count as lowest or highest unless `include_suspicious`; "no price"
@@ -182,18 +188,15 @@ def product_histories(
             availability[row.product_id].append(
                 AvailabilityPoint(row.id, row.changed_at, row.kind, row.availability)
             )
-    return {
-        product_id: ProductHistory(
-            _in_window(prices[product_id], since), _in_window(availability[product_id], since)
-        )
+    found = {
+        product_id: ProductHistory(prices[product_id], availability[product_id])
         for product_id in product_ids
     }
+    return found if since is None else {key: one.since(since) for key, one in found.items()}
 
 
-def _in_window(points: list[Point], since: datetime | None) -> list[Point]:
+def _in_window(points: list[Point], since: datetime) -> list[Point]:
     """The points from `since` on, preceded by the last one before it (the state in effect)."""
-    if since is None:
-        return points
     opening = max((p.change_id for p in points if p.at < since), default=None)
     return [p for p in points if p.at >= since or p.change_id == opening]
 

@@ -1,0 +1,285 @@
+"""The web view end to end: real crawls of the replica shops fill the database, the app runs
+in a real HTTP server, and headless Chromium (Debian's, driven by Selenium as the rendering
+middleware drives it) reads the pages.
+
+Three crawl rounds of 2025 at the three shops stand for crawls on three days: between rounds the
+replica changes the prices and stock of QX5426, an ornament all three shops sell, and after the
+last round the history of the first two is moved back 60 and 25 days (ids, order and values stay
+as the crawls wrote them), so that the chart spans weeks as it would in production.
+
+Checks: no page logs a console error (CSP violations and failed loads included), the chart has
+one series per shop with one point per recorded price, the search form's filters work, and a
+screenshot of the product page is saved to artifacts/web/product-page.png (README's
+docs/web-product-page.png is one such screenshot).
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+import sqlalchemy as sa
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from werkzeug.serving import make_server
+
+from christmas_spiders import config
+from christmas_spiders.rendering import CHROMIUM_FLAGS, DEFAULT_BROWSER_PATH, DEFAULT_DRIVER_PATH
+from christmas_spiders.storage.schema import crawl_runs, product_changes
+from christmas_spiders.vendors import VENDORS
+from webapi import create_app
+
+from .conftest import PROJECT_ROOT, _url_for
+from .crawl import scrapy_crawl
+from .replica.client import Replica
+from .test_api import owner_engine
+
+HOH, OS, HO = "hookedonhallmark_com", "ornament_shop_com", "hallmark_ornaments_com"
+YEAR = 2025
+SKU = "QX5426"  # sold by all three shops in the replica's 2025 catalog
+# What the replica changes before rounds 2 and 3 (the first round crawls it as generated).
+ROUNDS: list[dict[str, dict[str, str]]] = [
+    {},
+    {HOH: {"price": "27.95"}, HO: {"price": "31.95"}, OS: {"availability": "unavailable"}},
+    {HOH: {"price": "26.50"}, OS: {"availability": "available"}},
+]
+DAYS_AGO = (60, 25, 0)  # when each round is taken to have run
+# One point per recorded price: the listing, then each price change.
+POINTS = {HOH: 3, HO: 2, OS: 1}
+FAST = {"AUTOTHROTTLE_ENABLED": "0", "RETRY_BACKOFF_BASE": "0.05", "RETRY_BACKOFF_MAX": "1"}
+SCREENSHOT = PROJECT_ROOT / "artifacts" / "web" / "product-page.png"
+VIEWPORT = (1200, 900)
+
+
+@dataclass
+class Crawled:
+    url: str
+    settings: config.Config
+    offers: dict[str, str] = field(default_factory=dict)  # vendor → vendor_product_id of SKU
+    in_stock_at_os: set[str] = field(default_factory=set)  # SKUs (or names) after the rounds
+
+
+def _crawl_every_shop(replica: Replica, env: dict[str, str]) -> None:
+    def crawl(vendor: str):
+        arguments = {"year": str(YEAR), "base_url": replica.base_urls[vendor]}
+        return scrapy_crawl(vendor, env=env, arguments=arguments, settings=FAST)
+
+    with ThreadPoolExecutor(len(VENDORS)) as pool:
+        for vendor, result in zip(VENDORS, pool.map(crawl, VENDORS), strict=True):
+            assert result.returncode == 0, f"{vendor}:\n{result.stdout[-3000:]}"
+
+
+def _high_marks(engine) -> tuple[int, int]:
+    with engine.connect() as connection:
+        return (
+            connection.execute(
+                sa.select(sa.func.coalesce(sa.func.max(product_changes.c.id), 0))
+            ).scalar_one(),
+            connection.execute(
+                sa.select(sa.func.coalesce(sa.func.max(crawl_runs.c.id), 0))
+            ).scalar_one(),
+        )
+
+
+def _move_back(engine, since: tuple[int, int], until: tuple[int, int], days: int) -> None:
+    """Date one round's history and crawl runs `days` earlier."""
+    shift = sa.func.make_interval(0, 0, 0, days)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(product_changes)
+            .where(product_changes.c.id > since[0], product_changes.c.id <= until[0])
+            .values(changed_at=product_changes.c.changed_at - shift)
+        )
+        connection.execute(
+            sa.update(crawl_runs)
+            .where(crawl_runs.c.id > since[1], crawl_runs.c.id <= until[1])
+            .values(
+                started_at=crawl_runs.c.started_at - shift,
+                finished_at=crawl_runs.c.finished_at - shift,
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def crawled(
+    admin_engine, template_database, replica: Replica, tmp_path_factory
+) -> Iterator[Crawled]:
+    name = f"xmas_web_e2e_{uuid.uuid4().hex[:10]}"
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    data_dir = tmp_path_factory.mktemp("web-e2e")
+    env = {
+        "ENV": "",
+        "CONFIG_PATH": str(PROJECT_ROOT / "config" / "default.json"),
+        "DATABASE_URL": _url_for(name),
+        "CHRISTMAS_DATA_DIR": str(data_dir / "data"),
+    }
+    result = Crawled(url=_url_for(name), settings=config.load(env))
+    for vendor in VENDORS:
+        (item,) = [i for i in replica.expected_items(vendor, {YEAR}) if i.sku == SKU]
+        result.offers[vendor] = item.vendor_product_id
+    engine = owner_engine(result.url)
+    try:
+        marks = [_high_marks(engine)]
+        for changes in ROUNDS:
+            for vendor, fields in changes.items():
+                replica.set_product(vendor, result.offers[vendor], **fields)
+            _crawl_every_shop(replica, env)
+            marks.append(_high_marks(engine))
+        for number, days in enumerate(DAYS_AGO):
+            if days:
+                _move_back(engine, marks[number], marks[number + 1], days)
+        final = {**ROUNDS[1][OS], **ROUNDS[2][OS]}["availability"]
+        result.in_stock_at_os = {
+            item.sku or item.name
+            for item in replica.expected_items(OS, {YEAR})
+            if (final if item.sku == SKU else item.availability) == "available"
+        }
+        yield result
+    finally:
+        replica.reset()
+        engine.dispose()
+        with admin_engine.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def site(crawled: Crawled) -> Iterator[str]:
+    """The app in a real threaded HTTP server on a free port; its base URL."""
+    app = create_app(crawled.settings)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="web-e2e", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+        app.extensions["christmas_db"].dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """Headless Chromium as the rendering middleware starts it, with a fixed viewport and
+    the console log kept."""
+    profile = tempfile.mkdtemp(prefix="xmas-web-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = DEFAULT_BROWSER_PATH
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(DEFAULT_DRIVER_PATH))
+    try:
+        width, height = VIEWPORT
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def problems(driver: WebDriver) -> list[dict]:
+    """What the console logged since the last call, warnings and errors."""
+    return [entry for entry in driver.get_log("browser") if entry["level"] in ("WARNING", "SEVERE")]
+
+
+def open_page(driver: WebDriver, url: str) -> None:
+    driver.get(url)
+    assert problems(driver) == [], url
+
+
+def test_every_page_loads_without_console_errors(browser, site, crawled) -> None:
+    problems(browser)  # start clean
+    for path in ("/", f"/?year={YEAR}&shop={OS}", f"/sku/{SKU}", "/changes", "/runs"):
+        open_page(browser, site + path)
+        assert browser.find_element(By.CSS_SELECTOR, "h1").text
+        assert browser.title.endswith("· Keepsake prices")
+        style = browser.find_element(By.CSS_SELECTOR, "header.site").value_of_css_property(
+            "background-color"
+        )
+        assert style != "rgba(0, 0, 0, 0)", "the style sheet did not apply"
+    # The last round's drop and restock are the week's changes.
+    open_page(browser, site + "/changes")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.changes tbody tr")
+    events = {(r.get_attribute("data-vendor"), r.get_attribute("class")) for r in rows}
+    assert events == {(HOH, "change price_drop"), (OS, "change restock")}
+
+
+def test_the_chart_has_one_series_per_shop_with_every_price_point(browser, site) -> None:
+    open_page(browser, f"{site}/sku/{SKU}")
+    chart = browser.find_element(By.CSS_SELECTOR, "svg.price-chart")
+    assert chart.is_displayed() and chart.size["width"] > 600
+    series = browser.find_elements(By.CSS_SELECTOR, "svg.price-chart g.series")
+    points = {
+        group.get_attribute("data-vendor"): len(group.find_elements(By.CSS_SELECTOR, ".point"))
+        for group in series
+    }
+    assert len(series) == len(points) == 3
+    assert points == POINTS
+    stockouts = {
+        group.get_attribute("data-vendor"): len(group.find_elements(By.CSS_SELECTOR, ".stockout"))
+        for group in series
+    }
+    assert stockouts == {HOH: 0, HO: 0, OS: 1}  # Ornament Shop sold out between rounds 2 and 3
+    offers = browser.find_elements(By.CSS_SELECTOR, "table.offers tbody tr")
+    assert [row.get_attribute("data-vendor") for row in offers] == [HOH, HO, OS]
+    assert offers[0].find_element(By.CSS_SELECTOR, "td.price").text == "$26.50"
+    title = chart.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent")
+    assert title == f"Price history of {SKU} at 3 shops"
+
+
+def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
+    open_page(browser, site + "/")
+    year = browser.find_element(By.ID, "year")
+    year.clear()
+    year.send_keys(str(YEAR))
+    Select(browser.find_element(By.ID, "shop")).select_by_value(OS)
+    browser.find_element(By.ID, "in_stock").click()
+    browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
+    WebDriverWait(browser, 10).until(lambda driver: "shop=" in driver.current_url)
+    assert problems(browser) == []
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.results tr.ornament")
+    found = set()
+    for row in rows:
+        for vendor in VENDORS:
+            cell = row.find_element(By.CSS_SELECTOR, f'td.offer-cell[data-vendor="{vendor}"]')
+            stock = [s.text for s in cell.find_elements(By.CSS_SELECTOR, ".stock")]
+            assert stock == (["in stock"] if vendor == OS else []), (vendor, row.text)
+        sku = row.find_element(By.CSS_SELECTOR, "td.sku").text
+        found.add(sku if sku != "—" else row.find_element(By.CSS_SELECTOR, "td a").text)
+        assert row.find_elements(By.CSS_SELECTOR, "td")[1].text == str(YEAR)
+    assert found == crawled.in_stock_at_os
+    # Then a word of one of the names, with the other filters kept.
+    word = rows[0].find_element(By.CSS_SELECTOR, "td a").text.split()[-1]
+    name = browser.find_element(By.ID, "q")
+    name.send_keys(word)
+    name.submit()
+    WebDriverWait(browser, 10).until(lambda driver: "q=" in driver.current_url)
+    names = [
+        a.text for a in browser.find_elements(By.CSS_SELECTOR, "table.results tr td:first-child a")
+    ]
+    assert names and all(word.lower() in found_name.lower() for found_name in names)
+
+
+def test_product_page_screenshot(browser, site) -> None:
+    open_page(browser, f"{site}/sku/{SKU}")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+    header = SCREENSHOT.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == VIEWPORT
