@@ -447,6 +447,8 @@ class Config:
     api_rate_limit: int = _option(600, _number(int, 1, 10_000_000))  # requests per key/window
     api_rate_limit_window_seconds: int = _option(60, _number(int, 1, 86_400))
     api_statement_timeout_seconds: float = _option(10.0, _number(float, 0.1, 3600.0))
+    # How long a process trusts a key it found valid: a revoked key works this much longer.
+    api_key_cache_seconds: float = _option(5.0, _number(float, 0.0, 3600.0))
     # The web view (webapi.web); see README "Web view". Off: its pages are public (they show
     # what the shops show publicly); on: they need an API key, like /v1 always does.
     web_requires_key: bool = _option(False, _boolean)

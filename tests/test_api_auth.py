@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -105,7 +106,8 @@ def test_healthz_docs_and_openapi_need_no_key(app: Flask) -> None:
         assert client.get(url).status_code == 200, url
 
 
-def test_revoked_key_is_401_at_once(app: Flask, engine: Engine) -> None:
+def test_revoked_key_is_401_at_once_without_the_key_cache(make_app, engine: Engine) -> None:
+    app = make_app(CHRISTMAS_API_KEY_CACHE_SECONDS="0")
     key = new_key(engine)
     client = app.test_client()
     assert client.get("/v1/vendors", headers=bearer(key)).status_code == 200
@@ -114,6 +116,23 @@ def test_revoked_key_is_401_at_once(app: Flask, engine: Engine) -> None:
     response = client.get("/v1/vendors", headers=bearer(key))
     assert response.status_code == 401
     assert response.get_json()["message"] == "the API key is revoked."
+
+
+def test_a_process_trusts_a_valid_key_for_the_cache_time_only(make_app, engine: Engine) -> None:
+    app = make_app(CHRISTMAS_API_KEY_CACHE_SECONDS="0.5")
+    key = new_key(engine)
+    client = app.test_client()
+    assert client.get("/v1/vendors", headers=bearer(key)).status_code == 200
+    revoked_at = time.monotonic()
+    with engine.begin() as connection:
+        auth.revoke_key(connection, "alice")
+    still = client.get("/v1/vendors", headers=bearer(key)).status_code
+    if time.monotonic() - revoked_at < 0.5:  # (a very slow machine may be past it already)
+        assert still == 200
+    time.sleep(max(0.0, revoked_at + 0.6 - time.monotonic()))
+    assert client.get("/v1/vendors", headers=bearer(key)).status_code == 401
+    other = bearer(key.replace(key[-1], "A" if key[-1] != "A" else "B"))
+    assert client.get("/v1/vendors", headers=other).status_code == 401  # only valid keys kept
 
 
 def test_keys_are_stored_only_as_hashes_and_use_is_recorded(app: Flask, engine: Engine) -> None:
@@ -129,7 +148,8 @@ def test_keys_are_stored_only_as_hashes_and_use_is_recorded(app: Flask, engine: 
         assert connection.execute(sa.select(api_keys.c.last_used_at)).scalar() is not None
 
 
-def test_cli_creates_lists_and_revokes_keys(app: Flask, engine: Engine) -> None:
+def test_cli_creates_lists_and_revokes_keys(make_app, engine: Engine) -> None:
+    app = make_app(CHRISTMAS_API_KEY_CACHE_SECONDS="0")  # the revocation is seen at once
     runner = app.test_cli_runner()
     created = runner.invoke(args=["keys", "create", "reseller", "--rate-limit", "100"])
     assert created.exit_code == 0, created.output

@@ -94,12 +94,15 @@ def test_api_table_is_read_and_judged():
 | /healthz | 1,000 | 2.0 | 5.0 | 900 | 0 |
 | product list | 2,000 | 5.0 | 20.0 | 300 | 0 |
 | product history | 2,000 | 7.0 | 20.0 | 300 | 0 |
-| SKU view | 2,000 | 9.0 | 30.0 | 150 | 0 |
+| SKU view (3 shops, each with its history) | 2,000 | 9.0 | 30.0 | 150 | 0 |
+| SKU view, fast (3 shops, each with its history) | 2,000 | 9.0 | 20.0 | 300 | 0 |
 """
     rows = {row.measure.split(":")[0]: row for row in runner.parse_api_table(text)}
     assert rows["API product list"].met is True
     assert rows["API product history"].met is False  # p50 3.5× /healthz
-    assert rows["API SKU view"].met is False  # p99 and rate
+    assert rows["API SKU view (3 shops, each with its history)"].met is False  # p99 and rate
+    # The p50 goal is the list's and the history's: a SKU view at 4.5× /healthz meets its goal.
+    assert rows["API SKU view, fast (3 shops, each with its history)"].met is True
     assert rows["API /healthz"].met is None
     table = rows_table(list(rows.values()))
     assert table.startswith("| # | figure | ours | baseline | ratio / goal | met? |")

@@ -7,7 +7,9 @@ compared with ``hmac.compare_digest`` (constant time; a dummy comparison when no
 A 256-bit random secret needs no slow password hash: there is nothing to guess.
 
 Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A missing, unknown or
-revoked key gets 401; past the key's rate limit, 429 with ``Retry-After``.
+revoked key gets 401; past the key's rate limit, 429 with ``Retry-After``. A valid key is
+remembered by each process for ``api_key_cache_seconds`` (a query less per request), so a
+revoked key stops working within that time.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ TOUCH_INTERVAL_SECONDS = 60.0
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 _LIMITER = "christmas_rate_limiter"
 _TOUCHED = "christmas_keys_touched"
+_VALID = "christmas_keys_valid"
+_VALID_MAX = 10_000  # keys remembered per process; past it, the memory starts over
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,22 @@ def touch_key(connection: Connection, key_id: int) -> None:
 # --- the check on every /v1 request -----------------------------------------------------------
 
 
+def check_key(presented: str) -> tuple[ApiKey | None, str]:
+    """`find_key` on the primary, with a valid key remembered for `api_key_cache_seconds`."""
+    seconds = current_app.config["CHRISTMAS_CONFIG"].api_key_cache_seconds
+    valid: dict[str, tuple[ApiKey, float]] = current_app.extensions[_VALID]
+    digest, now = hash_key(presented), time.monotonic()
+    remembered = valid.get(digest)
+    if remembered is not None and now < remembered[1]:
+        return remembered[0], ""
+    key, reason = find_key(db.primary(), presented)
+    if key is not None and seconds > 0:
+        if len(valid) >= _VALID_MAX:
+            valid.clear()
+        valid[digest] = (key, now + seconds)
+    return key, reason
+
+
 def _presented_key() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
@@ -201,7 +221,7 @@ def require_key() -> None:
         _unauthorized(
             "an API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key'."
         )
-    key, reason = find_key(db.primary(), presented)
+    key, reason = check_key(presented)
     if key is None:
         _unauthorized(f"the API key is {reason}.")
     g.api_key = key
@@ -235,3 +255,4 @@ def init_app(app, settings: config.Config) -> None:
         settings.redis_url, settings.redis_key_prefix
     )
     app.extensions[_TOUCHED] = {}
+    app.extensions[_VALID] = {}

@@ -4,7 +4,6 @@ one window (storage.history), read for one product or for several in one query."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -38,9 +37,10 @@ def product_histories(
             "product_id": product_id,
             "since": since,
             "until": until,
-            "figures": asdict(one.figures(include_suspicious)),
-            "prices": [asdict(point) for point in one.prices],
-            "availability": [asdict(point) for point in one.availability],
+            # Dataclasses: the response schema reads their attributes (no copying to dicts).
+            "figures": one.figures(include_suspicious),
+            "prices": one.prices,
+            "availability": one.availability,
         }
         for product_id, one in found.items()
     }

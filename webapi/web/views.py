@@ -156,7 +156,7 @@ def _require_key() -> None:
     presented = _presented_key()
     if presented is None:
         raise Unauthorized("These pages need an API key.")
-    key, reason = auth.find_key(db.primary(), presented)
+    key, reason = auth.check_key(presented)
     if key is None:
         raise Unauthorized(f"The API key is {reason}.")
     g.api_key = key
@@ -167,7 +167,7 @@ def enter_key():
     """The key form: a valid key is kept in an HttpOnly cookie (never in a URL, which proxies
     log), then the page asked for is shown."""
     presented = request.form.get("key", "").strip()
-    key, reason = auth.find_key(db.primary(), presented) if presented else (None, "missing")
+    key, reason = auth.check_key(presented) if presented else (None, "missing")
     if key is None:
         raise Unauthorized(f"The API key is {reason}.")
     response = redirect(_local(request.form.get("next", "")), code=303)
