@@ -36,6 +36,8 @@ DOWNLOAD_TIMEOUT = 30
 RETRY_TIMES = 7  # with the backoff: 90-150 s of retries, longer than a one-minute outage
 RETRY_BACKOFF_BASE = 1.0
 RETRY_BACKOFF_MAX = 60.0
+# Year listings asked for at once; each, once read, asks for the next (spiders/_vendor.py).
+YEAR_LISTINGS_AT_ONCE = 2
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "christmas_spiders.middlewares.BackoffRetryMiddleware": 550,

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parsel import Selector
 from sqlalchemy.engine import Engine
 
 from bench.crawl_efficiency import minimum
+from christmas_spiders.parsers import hookedonhallmark_com as hooh_parser
 from christmas_spiders.storage.products import ITEM_COLUMNS
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 
@@ -151,6 +154,44 @@ def test_a_shop_never_sees_more_than_the_per_shop_limit(
     assert result.returncode == 0, result.stdout[-4000:]
     assert shop["total"] > 20
     assert shop["max_in_flight"] == 2
+
+
+def test_years_are_listed_a_few_at_a_time(
+    replica: Replica, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """One year listing at a time, one request at a time: the years go in the index's order, and
+    a year's product pages are fetched before the year after next is listed."""
+    result = scrapy_crawl(
+        HOOH,
+        env={
+            "DATABASE_URL": database_url,
+            "CHRISTMAS_DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "DEBUG",
+        },
+        arguments={"base_url": replica.base_urls[HOOH]},
+        settings={**FAST, "YEAR_LISTINGS_AT_ONCE": "1", "CONCURRENT_REQUESTS": "1"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    crawled = re.findall(r"Crawled \(\d+\) <GET ([^>]+)> \(referer: ([^)]+)\)", result.stdout)
+    index = replica.base_urls[HOOH] + "/keepsake-hallmark-ornaments-by-year.html"
+    page = urllib.request.urlopen(index, timeout=30).read().decode()
+    in_index_order = [url for _, url in hooh_parser.year_links(Selector(text=page), index)]
+    # The listings (with segments) of the year crawled last and of the one before: the next
+    # year may be asked for while the last listing of a year is still being read.
+    recent: list[set[str]] = [set(), set()]
+    years = []
+    for url, referer in crawled:
+        if url.split("?")[0] in in_index_order:
+            recent = [recent[-1], {url}]
+            years.append(url.split("?")[0])
+        elif "_p_" not in url:
+            recent[-1].add(url)
+        elif referer != "None":
+            assert referer in set.union(*recent), f"{url} (from {referer}) fetched too late"
+    assert years == list(dict.fromkeys(in_index_order))
+    expected = {item.vendor_product_id for item in replica.expected_items(HOOH)}
+    assert stored(engine, HOOH).keys() == expected
 
 
 @pytest.mark.parametrize("vendor", [HOOH])  # the replica's looping Next link is on HooH (E14)

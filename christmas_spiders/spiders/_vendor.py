@@ -36,6 +36,9 @@ from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
 
+# Below the default (0) of the pages a listing yields: the next year waits for them.
+YEAR_LISTING_PRIORITY = -1
+
 
 def stored_link(config: Config, vendor: str, product_id: int) -> str:
     """The link of a stored product of this vendor (raises ArgumentError when there is none)."""
@@ -101,6 +104,7 @@ class VendorSpider(scrapy.Spider):
             key: value for key, value in kwargs.items() if value not in ("", None)
         }
         self.run_id = arguments.parse_run_id(run_id)
+        self.year_listings_asked: set[str] = set()
 
     @classmethod
     def check_arguments(cls, spider_arguments: dict[str, Any], config: Config) -> dict[str, Any]:
@@ -167,9 +171,13 @@ class VendorSpider(scrapy.Spider):
             if set(cached) == wanted:
                 stats.inc_value("year_links/cache_hit", len(cached))
                 self._note_years_crawled(frozenset(cached), authoritative=False)
-                for year in sorted(cached):
-                    for url in cached[year]:
-                        yield self.cached_category_request(_on_origin(url, self.base_url), year)
+                links = [
+                    (year, _on_origin(url, self.base_url))
+                    for year in sorted(cached)
+                    for url in cached[year]
+                ]
+                for request in self.year_listing_requests(links, cached=True):
+                    yield request
                 return
             stats.inc_value("year_links/cache_miss", len(wanted - set(cached)))
         yield self.year_index_request()
@@ -191,9 +199,74 @@ class VendorSpider(scrapy.Spider):
         for year, url in links:
             by_year.setdefault(year, []).append(url)
         self.year_link_cache.put(self.name, by_year)
-        for year, url in links:
-            if wanted is None or year in wanted:
-                yield self.category_request(url, year)
+        yield from self.year_listing_requests(
+            [(year, url) for year, url in links if wanted is None or year in wanted]
+        )
+
+    # -- year listings, a few at a time ----------------------------------------------------------
+    #
+    # A year listing releases all its product requests at once (a view-all page: every product
+    # of the year). Were every year asked for together, the crawler would hold the whole
+    # catalog's requests and parse as many big pages at once. Instead the years form
+    # YEAR_LISTINGS_AT_ONCE chains: a listing, once parsed (or failed), asks for the next of its
+    # chain, at a lower priority than the pages it found, so the next year waits until they are
+    # fetched. The rest of a chain travels in the request's meta (with Redis, in the shared
+    # queue), so any worker can go on with it.
+
+    def year_listing_requests(
+        self, links: Iterable[tuple[int, str]], *, cached: bool = False
+    ) -> list[scrapy.Request]:
+        links = list(links)
+        width = max(1, self.settings.getint("YEAR_LISTINGS_AT_ONCE", 2))
+        heads = (self._year_listing(links[start::width], cached) for start in range(width))
+        return [request for request in heads if request is not None]
+
+    def _year_listing(self, chain: list[tuple[int, str]], cached: bool) -> scrapy.Request | None:
+        """The first listing of `chain` not asked for yet by this process (the chain's links
+        come from the year index, or again from it after a stale cached link), carrying the
+        rest."""
+        asked = self.year_listings_asked
+        while chain and chain[0][1] in asked:
+            chain = chain[1:]
+        if not chain:
+            return None
+        (year, url), rest = chain[0], chain[1:]
+        asked.add(url)
+        request = (self.cached_category_request if cached else self.category_request)(url, year)
+        return request.replace(
+            callback=self._parse_year_listing,
+            errback=self._year_listing_failed,
+            priority=YEAR_LISTING_PRIORITY,
+            dont_filter=True,  # a chain dropped as a duplicate would lose its rest
+            meta={**request.meta, "year_chain": {"rest": rest, "cached": cached}},
+        )
+
+    def _parse_year_listing(self, response: Response, **kwargs: Any) -> Iterable[Any]:
+        chain = response.meta["year_chain"]
+        parse = self.parse_cached_category if chain["cached"] else self.parse_category
+        handed_on = False
+        for output in parse(response, **kwargs):
+            # The listing asked for again (e.g. to render it): that request goes on with the chain.
+            if isinstance(output, scrapy.Request) and output.meta.get("year_chain") is chain:
+                handed_on = True
+            yield output
+        if not handed_on:
+            yield from self._next_year_listing(chain)
+
+    def _year_listing_failed(self, failure: Any) -> Iterable[scrapy.Request]:
+        request = failure.request
+        logger.error(
+            "%s: the year listing failed (%s); going on with the next year",
+            request.url,
+            failure.getErrorMessage(),
+        )
+        self.crawler.stats.inc_value("year_listings/failed")
+        yield from self._next_year_listing(request.meta["year_chain"])
+
+    def _next_year_listing(self, chain: Mapping[str, Any]) -> Iterable[scrapy.Request]:
+        request = self._year_listing(list(chain["rest"]), chain["cached"])
+        if request is not None:
+            yield request
 
     def cached_category_request(self, url: str, year: int) -> scrapy.Request:
         """A year category from the cache: a 404/410 is news (the link went stale)."""
