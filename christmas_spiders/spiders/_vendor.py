@@ -217,7 +217,7 @@ class VendorSpider(scrapy.Spider):
         self, links: Iterable[tuple[int, str]], *, cached: bool = False
     ) -> list[scrapy.Request]:
         links = list(links)
-        width = max(1, self.settings.getint("YEAR_LISTINGS_AT_ONCE", 2))
+        width = max(1, self.settings.getint("YEAR_LISTINGS_AT_ONCE", 1))
         heads = (self._year_listing(links[start::width], cached) for start in range(width))
         return [request for request in heads if request is not None]
 

@@ -30,7 +30,8 @@ MAX_LISTING_PAGES = 200
 class HallmarkOrnamentsSpider(VendorSpider):
     name = "hallmark_ornaments_com"
     year_index_path = "/Hallmark-Ornaments-By-Year_c_200.html"
-    custom_settings: ClassVar[dict] = {"RENDER_YEAR_GRIDS": True}
+    # Two years at a time: one grid renders in the browser while the other year's pages load.
+    custom_settings: ClassVar[dict] = {"RENDER_YEAR_GRIDS": True, "YEAR_LISTINGS_AT_ONCE": 2}
 
     def year_links(self, response: Response) -> list[tuple[int, str]]:
         return parser.year_links(response.selector, response.url)
