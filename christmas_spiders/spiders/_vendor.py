@@ -36,8 +36,10 @@ from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
 
-# Below the default (0) of the pages a listing yields: the next year waits for them.
+# Below the default (0) of the pages a listing yields: the next year waits for them, except
+# for the last few, held below it (see _parse_year_listing).
 YEAR_LISTING_PRIORITY = -1
+HELD_PRIORITY = -2
 
 
 def stored_link(config: Config, vendor: str, product_id: int) -> str:
@@ -244,14 +246,21 @@ class VendorSpider(scrapy.Spider):
     def _parse_year_listing(self, response: Response, **kwargs: Any) -> Iterable[Any]:
         chain = response.meta["year_chain"]
         parse = self.parse_cached_category if chain["cached"] else self.parse_category
-        handed_on = False
-        for output in parse(response, **kwargs):
-            # The listing asked for again (e.g. to render it): that request goes on with the chain.
-            if isinstance(output, scrapy.Request) and output.meta.get("year_chain") is chain:
-                handed_on = True
-            yield output
-        if not handed_on:
-            yield from self._next_year_listing(chain)
+        found = list(parse(response, **kwargs))
+        # The listing asked for again (e.g. to render it): that request goes on with the chain.
+        if any(
+            isinstance(out, scrapy.Request) and out.meta.get("year_chain") is chain for out in found
+        ):
+            yield from found
+            return
+        # The last few pages found wait below the next listing, so the next year loads while
+        # they do instead of after them (one request per slot the shop allows).
+        requests = [index for index, out in enumerate(found) if isinstance(out, scrapy.Request)]
+        tail = self.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN", 1)
+        held = set(requests[-tail:]) if len(requests) > 2 * tail else set()
+        for index, out in enumerate(found):
+            yield out.replace(priority=HELD_PRIORITY) if index in held else out
+        yield from self._next_year_listing(chain)
 
     def _year_listing_failed(self, failure: Any) -> Iterable[scrapy.Request]:
         request = failure.request
