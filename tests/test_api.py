@@ -803,11 +803,17 @@ def _statements(client: FlaskClient, url: str) -> list[str]:
 
 def test_history_and_sku_view_read_every_offer_in_one_query(client) -> None:
     """Statements per request, not per offer: a SKU at three shops costs what one product does
-    (the key, the product rows with their last change, the history rows)."""
-    get(client, "/v1/vendors")  # the key's first use of the day is recorded once; not counted
+    (the product rows with their last change, then the history rows of all of them)."""
+    get(client, "/v1/vendors")  # the key is checked (then trusted a few seconds) and its use noted
     one = _statements(client, "/v1/products/1/history")
     three = _statements(client, "/v1/skus/QX1001")
     for statements in (one, three):
-        assert len(statements) == 3, statements
-        assert statements[0].startswith("SELECT api_keys.")
-        assert "FROM product_changes \nWHERE product_changes.product_id IN" in statements[2]
+        assert len(statements) == 2, statements
+        assert statements[0].startswith("SELECT products.")
+        assert "FROM product_changes \nWHERE product_changes.product_id IN" in statements[1]
+
+
+def test_a_page_of_the_product_list_is_one_statement(client) -> None:
+    get(client, "/v1/vendors")
+    [statement] = _statements(client, "/v1/products")
+    assert "AS catalog_modified" in statement  # Last-Modified comes with the page

@@ -189,17 +189,17 @@ def selective(args: dict[str, Any]) -> bool:
     return low is not None and high is not None and high - low < _NARROW_YEARS
 
 
+# When any product last changed or was synced (the Last-Modified of product lists): a column
+# of the page's own query (PostgreSQL computes it once), so it costs no statement of its own.
+_CATALOG_MODIFIED = sa.func.greatest(
+    sa.select(sa.func.max(_p.updated_at)).scalar_subquery(),
+    sa.select(sa.func.max(_p.last_synced_at)).scalar_subquery(),
+    sa.select(sa.func.max(_p.delisted_at)).scalar_subquery(),
+)
+
+
 def catalog_modified(connection: Connection):
-    """When any product last changed or was synced (the Last-Modified of product lists)."""
-    return connection.execute(
-        sa.select(
-            sa.func.greatest(
-                sa.select(sa.func.max(_p.updated_at)).scalar_subquery(),
-                sa.select(sa.func.max(_p.last_synced_at)).scalar_subquery(),
-                sa.select(sa.func.max(_p.delisted_at)).scalar_subquery(),
-            )
-        )
-    ).scalar()
+    return connection.execute(sa.select(_CATALOG_MODIFIED)).scalar()
 
 
 @blueprint.route("/products")
@@ -216,7 +216,7 @@ def list_products(args: dict[str, Any]):
     key = SORTS[sort.lstrip("-")]
     rows, next_cursor = pagination.keyset_page(
         connection,
-        filtered(args),
+        filtered(args).add_columns(_CATALOG_MODIFIED.label("catalog_modified")),
         key,
         sort,
         args.get("cursor"),
@@ -224,7 +224,7 @@ def list_products(args: dict[str, Any]):
         value_of=lambda row: row._mapping[key.column.key],
         by_index=not selective(args),
     )
-    v1.set_last_modified(catalog_modified(connection))
+    v1.set_last_modified(rows[0].catalog_modified if rows else catalog_modified(connection))
     # Built here rather than dumped by the schema (which still documents it, and the fuzz
     # tests hold the answer to it): a 50-item page costs ~0.3 ms instead of ~3.5 ms.
     return jsonify(
