@@ -131,7 +131,7 @@ def _as_json(change: history.Change) -> dict[str, Any]:
 
 
 @blueprint.route("/changes")
-@blueprint.arguments(ChangeArgs, location="query", unknown=ma.RAISE)
+@blueprint.arguments(ChangeArgs(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.ChangePage)
 def list_changes(args: dict[str, Any]):
     """Changes oldest first, from `after_id` or `since` (default: the beginning).

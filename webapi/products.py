@@ -6,8 +6,6 @@ import csv
 import io
 import re
 from collections.abc import Iterator, Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import marshmallow as ma
@@ -203,7 +201,7 @@ def catalog_modified(connection: Connection):
 
 
 @blueprint.route("/products")
-@blueprint.arguments(ProductListArgs, location="query", unknown=ma.RAISE)
+@blueprint.arguments(ProductListArgs(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.ProductPage)
 def list_products(args: dict[str, Any]):
     """Products, filtered and sorted, a page at a time.
@@ -235,19 +233,28 @@ def list_products(args: dict[str, Any]):
 
 
 _PRODUCT_FIELDS = tuple(schemas.Product._declared_fields)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+_TIME_FIELDS = tuple(
+    name
+    for name, field in schemas.Product._declared_fields.items()
+    if isinstance(field, ma.fields.DateTime)
+)
+_MONEY_FIELDS = tuple(
+    name
+    for name, field in schemas.Product._declared_fields.items()
+    if isinstance(field, schemas.Money)
+)
 
 
 def _as_json(row: Mapping[str, Any]) -> dict[str, Any]:
     """A product as schemas.Product dumps it: prices as strings, times in ISO 8601."""
-    return {name: _json_value(row[name]) for name in _PRODUCT_FIELDS}
+    item = {name: row[name] for name in _PRODUCT_FIELDS}
+    for name in _TIME_FIELDS:
+        if item[name] is not None:
+            item[name] = item[name].isoformat()
+    for name in _MONEY_FIELDS:
+        if item[name] is not None:
+            item[name] = str(item[name])
+    return item
 
 
 def _csv_cell(value: Any) -> Any:
@@ -258,7 +265,7 @@ def _csv_cell(value: Any) -> Any:
 
 
 @blueprint.route("/products.csv")
-@blueprint.arguments(ProductFilters, location="query", unknown=ma.RAISE)
+@blueprint.arguments(ProductFilters(), location="query", unknown=ma.RAISE)
 @blueprint.response(
     200,
     {"type": "string"},
@@ -316,7 +323,7 @@ def _product(connection: Connection, product_id: int) -> dict[str, Any]:
 
 
 @blueprint.route("/products/<int:product_id>")
-@blueprint.arguments(schemas.Query, location="query", unknown=ma.RAISE)
+@blueprint.arguments(schemas.Query(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.ProductDetail)
 def get_product(_args: dict[str, Any], product_id: int):
     """One product as it is now."""
@@ -332,7 +339,7 @@ def get_product(_args: dict[str, Any], product_id: int):
 
 
 @blueprint.route("/products/<int:product_id>/history")
-@blueprint.arguments(HistoryArgs, location="query", unknown=ma.RAISE)
+@blueprint.arguments(HistoryArgs(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.History)
 def get_history(args: dict[str, Any], product_id: int):
     """A product's prices and availability over time, with lowest, highest and latest price.

@@ -27,7 +27,7 @@ OFFER_ORDER = (
 
 
 @blueprint.route("/skus/<sku>")
-@blueprint.arguments(HistoryArgs, location="query", unknown=ma.RAISE)
+@blueprint.arguments(HistoryArgs(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.SkuView)
 def get_sku(args: dict[str, Any], sku: str):
     """Every shop's offer of one SKU, each with its own history (same window as a product's).

@@ -89,7 +89,7 @@ def _vendors(connection: Connection, vendor_id: str | None = None) -> list[dict[
 
 
 @blueprint.route("/vendors")
-@blueprint.arguments(schemas.Query, location="query", unknown=ma.RAISE)
+@blueprint.arguments(schemas.Query(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.Vendor(many=True))
 def list_vendors(_args: dict[str, Any]):
     """Every shop with its product counts, last sync time and latest crawl run."""
@@ -97,7 +97,7 @@ def list_vendors(_args: dict[str, Any]):
 
 
 @blueprint.route("/vendors/<vendor_id>")
-@blueprint.arguments(schemas.Query, location="query", unknown=ma.RAISE)
+@blueprint.arguments(schemas.Query(), location="query", unknown=ma.RAISE)
 @blueprint.response(200, schemas.Vendor)
 def get_vendor(_args: dict[str, Any], vendor_id: str):
     """One shop."""
