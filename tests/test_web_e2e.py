@@ -203,6 +203,17 @@ def open_page(driver: WebDriver, url: str) -> None:
     assert problems(driver) == [], url
 
 
+def wait_for_page(driver: WebDriver, url_part: str) -> None:
+    """After a form submit: the new page's URL, and that page fully loaded (elements found
+    before it is would go stale)."""
+    WebDriverWait(driver, 10).until(
+        lambda d: (
+            url_part in d.current_url
+            and d.execute_script("return document.readyState") == "complete"
+        )
+    )
+
+
 def test_every_page_loads_without_console_errors(browser, site, crawled) -> None:
     problems(browser)  # start clean
     for path in ("/", f"/?year={YEAR}&shop={OS}", f"/sku/{SKU}", "/changes", "/runs"):
@@ -251,7 +262,7 @@ def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
     Select(browser.find_element(By.ID, "shop")).select_by_value(OS)
     browser.find_element(By.ID, "in_stock").click()
     browser.find_element(By.CSS_SELECTOR, "form.search button[type=submit]").click()
-    WebDriverWait(browser, 10).until(lambda driver: "shop=" in driver.current_url)
+    wait_for_page(browser, "shop=")
     assert problems(browser) == []
     rows = browser.find_elements(By.CSS_SELECTOR, "table.results tr.ornament")
     found = set()
@@ -269,7 +280,7 @@ def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
     name = browser.find_element(By.ID, "q")
     name.send_keys(word)
     name.submit()
-    WebDriverWait(browser, 10).until(lambda driver: "q=" in driver.current_url)
+    wait_for_page(browser, "q=")
     names = [
         a.text for a in browser.find_elements(By.CSS_SELECTOR, "table.results tr td:first-child a")
     ]
