@@ -48,11 +48,15 @@ def _price_history(engine: Engine, *prices: str | None) -> int:
     return _product_id(engine)
 
 
+def _history(connection, product_id: int, **window) -> history.ProductHistory:
+    return history.product_histories(connection, [product_id], **window)[product_id]
+
+
 def test_price_series_starts_at_the_listing_and_follows_each_change(engine: Engine) -> None:
     product_id = _price_history(engine, "17.95", "15.00", None, "16.50")
     write(engine, item(price=Decimal("16.50"), availability="unavailable"))  # not a price point
     with engine.connect() as connection:
-        series = history.price_series(connection, product_id)
+        series = _history(connection, product_id).prices
     assert [point.price for point in series] == [
         Decimal("17.95"),
         Decimal("15.00"),
@@ -66,9 +70,9 @@ def test_price_series_window_opens_with_the_price_then_in_effect(engine: Engine)
     product_id = _price_history(engine, "17.95", "15.00", "14.00", "19.00")
     stamps = _set_change_times(engine, product_id, 30, 20, 10, 1)
     with engine.connect() as connection:
-        window = history.price_series(
+        window = _history(
             connection, product_id, since=stamps[0] + timedelta(days=15), until=stamps[3]
-        )
+        ).prices
     # 15.00 was in effect when the window opened (day -15); 19.00 is after `until`.
     assert [point.price for point in window] == [Decimal("15.00"), Decimal("14.00")]
 
@@ -77,10 +81,9 @@ def test_price_figures_over_a_window(engine: Engine) -> None:
     product_id = _price_history(engine, "17.95", "15.00", "21.00", "18.00")
     stamps = _set_change_times(engine, product_id, 40, 20, 10, 2)
     with engine.connect() as connection:
-        everything = history.price_figures(connection, product_id)
-        last_fortnight = history.price_figures(
-            connection, product_id, since=stamps[1] + timedelta(days=6)
-        )
+        everything = _history(connection, product_id).figures()
+        fortnight = _history(connection, product_id, since=stamps[1] + timedelta(days=6))
+    last_fortnight = fortnight.figures()
     assert (everything.lowest, everything.highest, everything.latest) == (
         Decimal("15.00"),
         Decimal("21.00"),
@@ -96,8 +99,8 @@ def test_price_figures_leave_out_suspicious_prices_and_no_price(engine: Engine) 
     # 179.50 is a 10× jump (flagged suspicious by the trigger), then back (flagged too).
     product_id = _price_history(engine, "17.95", "179.50", "17.95", None, "16.00")
     with engine.connect() as connection:
-        sane = history.price_figures(connection, product_id)
-        raw = history.price_figures(connection, product_id, include_suspicious=True)
+        sane = _history(connection, product_id).figures()
+        raw = _history(connection, product_id).figures(include_suspicious=True)
     assert (sane.lowest, sane.highest, sane.latest) == (
         Decimal("16.00"),
         Decimal("17.95"),
@@ -108,7 +111,7 @@ def test_price_figures_leave_out_suspicious_prices_and_no_price(engine: Engine) 
 
 def test_price_figures_of_a_window_without_history(engine: Engine) -> None:
     with engine.connect() as connection:
-        figures = history.price_figures(connection, 123456)
+        figures = _history(connection, 123456).figures()
     assert figures == history.PriceFigures(None, None, None, None, 0)
 
 

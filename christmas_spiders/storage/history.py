@@ -201,36 +201,6 @@ def _in_window(points: list[Point], since: datetime) -> list[Point]:
     return [p for p in points if p.at >= since or p.change_id == opening]
 
 
-def product_history(
-    connection: Connection,
-    product_id: int,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> ProductHistory:
-    return product_histories(connection, [product_id], since, until)[product_id]
-
-
-def price_series(
-    connection: Connection,
-    product_id: int,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> list[PricePoint]:
-    """Every price a product had, oldest first: its price when listed, then each change."""
-    return product_history(connection, product_id, since, until).prices
-
-
-def price_figures(
-    connection: Connection,
-    product_id: int,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    include_suspicious: bool = False,
-) -> PriceFigures:
-    """Lowest, highest and latest price over a window (see `ProductHistory.figures`)."""
-    return product_history(connection, product_id, since, until).figures(include_suspicious)
-
-
 # --- the change feed ----------------------------------------------------------------------------
 
 _FEED_COLUMNS = (
