@@ -299,24 +299,26 @@ def export_products(args: dict[str, Any]):
     )
 
 
-def _product(connection: Connection, product_id: int) -> dict[str, Any]:
-    if product_id > schemas.BIGINT_MAX:
-        abort(404, message=f"no product {product_id}.")
+def product_rows() -> sa.Select:
+    """Products as the product and SKU views show them: with their shop's name, their last
+    change's id and when their history last grew (their Last-Modified)."""
     last_change = (
         sa.select(sa.func.max(product_changes.c.id))
         .where(product_changes.c.product_id == _p.id)
         .scalar_subquery()
     )
-    row = connection.execute(
-        sa.select(
-            products,
-            vendor_table.c.display_name.label("vendor_name"),
-            last_change.label("last_change_id"),
-            product_history.last_changed(_p.id).label("last_changed_at"),
-        )
-        .join(vendor_table, vendor_table.c.id == _p.vendor)
-        .where(_p.id == product_id)
-    ).first()
+    return sa.select(
+        products,
+        vendor_table.c.display_name.label("vendor_name"),
+        last_change.label("last_change_id"),
+        product_history.last_changed(_p.id).label("last_changed_at"),
+    ).join(vendor_table, vendor_table.c.id == _p.vendor)
+
+
+def _product(connection: Connection, product_id: int) -> dict[str, Any]:
+    if product_id > schemas.BIGINT_MAX:
+        abort(404, message=f"no product {product_id}.")
+    row = connection.execute(product_rows().where(_p.id == product_id)).first()
     if row is None:
         abort(404, message=f"no product {product_id}.")
     return dict(row._mapping)

@@ -8,10 +8,9 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask_smorest import abort
 
-from christmas_spiders.storage.schema import product_changes, products
-from christmas_spiders.storage.schema import vendors as vendor_table
+from christmas_spiders.storage.schema import products
 from webapi import db, product_history, schemas, v1
-from webapi.products import HistoryArgs
+from webapi.products import HistoryArgs, product_rows
 
 blueprint = v1.Blueprint("skus", __name__, description="One SKU across every shop.")
 
@@ -39,22 +38,7 @@ def get_sku(args: dict[str, Any], sku: str):
     if not wanted or len(wanted) > _MAX_SKU or not wanted.isprintable():
         abort(404, message=f"no product has the SKU {sku!r}.")
     connection = db.reader()
-    last_change = (
-        sa.select(sa.func.max(product_changes.c.id))
-        .where(product_changes.c.product_id == _p.id)
-        .scalar_subquery()
-    )
-    rows = connection.execute(
-        sa.select(
-            products,
-            vendor_table.c.display_name.label("vendor_name"),
-            last_change.label("last_change_id"),
-            product_history.last_changed(_p.id).label("last_changed_at"),
-        )
-        .join(vendor_table, vendor_table.c.id == _p.vendor)
-        .where(_p.sku == wanted)
-        .order_by(*OFFER_ORDER)
-    ).all()
+    rows = connection.execute(product_rows().where(_p.sku == wanted).order_by(*OFFER_ORDER)).all()
     if not rows:
         abort(404, message=f"no product has the SKU {wanted!r}.")
     histories = product_history.product_histories(
