@@ -32,6 +32,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from bench.common import percentile
 from christmas_spiders import config, logs
 from christmas_spiders.storage import database, embedded
 from christmas_spiders.storage.database import HISTORY_TRIGGER
@@ -160,11 +161,6 @@ def _drive(
     return latencies, errors[0], time.monotonic() - started
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
 def _workload(engine: Engine, products: int) -> dict[str, list[str]]:
     rng = random.Random(42)
     with engine.connect() as connection:
@@ -243,7 +239,7 @@ def run(url: str, products: int, history: int, seconds: float, clients: int) -> 
             latencies, errors, elapsed = _drive(port, paths, headers, seconds, clients)
             rows.append(
                 f"| {label} | {len(latencies):,} | {statistics.median(latencies):.1f} | "
-                f"{_percentile(latencies, 0.99):.1f} | {len(latencies) / elapsed:,.0f} | {errors} |"
+                f"{percentile(latencies, 0.99):.1f} | {len(latencies) / elapsed:,.0f} | {errors} |"
             )
     finally:
         os.killpg(server.pid, signal.SIGTERM)

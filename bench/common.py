@@ -5,7 +5,8 @@ and Markdown output.
   on 5432 that `make test` uses, else a throw-away embedded one) and Redis (REDIS_URL, else
   redis://127.0.0.1:6379/0). `scratch_database()` clones a migrated template into a fresh
   database, dropped when the services close.
-* `replica()` — `tests.replica` as a child process (seed 1), with its control API.
+* `Session.replica()` — `tests.replica` as a child process (seed 1); `replica_control()`
+  calls its control API.
 * `scrapy_crawl()` — one `scrapy crawl` run under `bench.procmon` (CPU seconds from the OS
   accounting of the whole process tree, browsers included; peak memory sampled), its Scrapy
   stats read back from the run's `crawl_runs` row.
@@ -247,16 +248,6 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 # --- the replica --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def replica(size: int | str, latency_ms: int = 0, **options: Any) -> Iterator[ReplicaProcess]:
-    """The shop replica (seed 1) as a child process, stopped at exit."""
-    process = ReplicaProcess.start(seed=1, size=size, latency_ms=latency_ms, **options)
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def replica_control(origin: str, endpoint: str, body: dict | None = None) -> dict:
