@@ -446,7 +446,7 @@ def test_timeout_is_counted_retried_and_fails_the_request(main_crawl: Crawl) -> 
     assert main_crawl.page("never")["error"] == "RenderTimeout"
     assert main_crawl.stat("selenium/timeouts") == 2  # first try and RETRY_TIMES=1 retry
     assert main_crawl.stat("selenium/render_failures") == 2
-    assert main_crawl.stat("retry/reason_count/christmas_spiders.rendering.RenderTimeout") == 1
+    assert main_crawl.stat("retry/reason_count/christmas_spiders.rendering.errors.RenderTimeout") == 1
     assert main_crawl.stat("retry/count") == 1  # nothing else failed, browser deaths included
 
 
