@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 EXTENSION = "christmas_db"
 APPLICATION_NAME = "christmas-api"
+# Why a request got 503 when no pooled connection came free within the pool's timeout.
+POOL_EXHAUSTED = "every database connection of this process is in use; try again shortly."
 
 
 @dataclass
@@ -95,7 +97,14 @@ def _api_engine(url: str, settings: config.Config) -> tuple[Engine, _Session]:
         statement_timeout_ms=int(settings.api_statement_timeout_seconds * 1000),
     )
     engine = sa.create_engine(
-        _engine_url(url), pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800
+        _engine_url(url),
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_recycle=1800,
+        # A request waits for a free connection no longer than a statement may run, then
+        # gets 503 (sqlalchemy.exc.TimeoutError), well before gunicorn's worker timeout.
+        pool_timeout=settings.api_statement_timeout_seconds,
     )
     event.listen(engine, "connect", lambda dbapi, _record: _prepare_connection(dbapi, session))
     return engine, session

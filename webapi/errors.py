@@ -13,11 +13,18 @@ from typing import Any, NoReturn
 
 import flask_smorest
 from flask import Flask, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
+from christmas_spiders.errors import one_line
+
 logger = logging.getLogger(__name__)
+
+# Answered 503 with Retry-After: the database is down or slow, or every pooled connection of
+# this process is in use (the pool's TimeoutError, which wraps no driver error).
+DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout)
 
 
 def _flatten(messages: Any, path: str = "") -> dict[str, list[str]]:
@@ -64,8 +71,8 @@ class Api(flask_smorest.Api):
         return payload, code, headers
 
 
-def _database_unavailable(error: DBAPIError):
-    logger.error("database error: %s", str(error.orig or error).strip().splitlines()[0])
+def _database_unavailable(error: SQLAlchemyError):
+    logger.error("database error: %s", one_line(error))
     response = jsonify(
         code=503,
         status="Service Unavailable",
@@ -86,5 +93,6 @@ def _unexpected(error: Exception):
 
 
 def init_app(app: Flask) -> None:
-    app.register_error_handler(OperationalError, _database_unavailable)
+    for error in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error, _database_unavailable)
     app.register_error_handler(Exception, _unexpected)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import jsonify
 from sqlalchemy.exc import SQLAlchemyError
 
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import database
 from webapi import db
 
@@ -39,9 +40,10 @@ def healthz():
     try:
         with db.databases().reader.connect() as connection:
             revision = connection.execute(_REVISION).scalar()
+    except sa.exc.TimeoutError:  # the pool's: no connection came free in time
+        return jsonify(status="unavailable", error=db.POOL_EXHAUSTED), 503
     except SQLAlchemyError as error:
-        reason = str(error.orig or error).strip().splitlines()[0]
-        return jsonify(status="unavailable", error=reason), 503
+        return jsonify(status="unavailable", error=one_line(error)), 503
     if revision != _head_revision():
         return jsonify(status="schema mismatch", schema=revision), 503
     return jsonify(status="ok", schema=revision)

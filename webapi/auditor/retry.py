@@ -32,10 +32,3 @@ class Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one short log line (psycopg2 messages span several lines)."""
-    cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
-    text = " ".join(str(cause).split())
-    return f"{type(cause).__name__}: {text[:300]}"

@@ -20,12 +20,13 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from christmas_spiders.config import Config, Subscriber
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage.history import Change, change_feed
 from webapi.auditor import state
 from webapi.auditor.alerts import alerts_for
 from webapi.auditor.events import Event
 from webapi.auditor.horizon import Horizon
-from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff, one_line
+from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff
 from webapi.auditor.sinks import DeliveryFailed, Sink
 
 logger = logging.getLogger(__name__)

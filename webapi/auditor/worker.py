@@ -28,12 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from christmas_spiders.config import Config, ConfigError, Subscriber, resolve_subscribers
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import heartbeats
 from christmas_spiders.storage.database import check_schema, database_url
 from christmas_spiders.storage.history import change_horizon
 from webapi.auditor import state
 from webapi.auditor.horizon import Horizon, HorizonTracker
-from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff, one_line
+from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff
 from webapi.auditor.sinks import build_sink
 from webapi.auditor.subscribers import SubscriberThread
 

@@ -26,11 +26,12 @@ from flask import (
     url_for,
 )
 from marshmallow import fields, validate
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, HTTPException, NotFound, Unauthorized
 
 from christmas_spiders.config import Config
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import history
 from christmas_spiders.vendors import VENDORS
 from webapi import auth, db, errors, schemas
@@ -223,9 +224,8 @@ def _http_error(error: HTTPException):
     return response
 
 
-@blueprint.errorhandler(OperationalError)
-def _database_unavailable(error: OperationalError):
-    logger.error("database error: %s", str(error.orig or error).splitlines()[0])
+def _database_unavailable(error: SQLAlchemyError):
+    logger.error("database error: %s", one_line(error))
     page = render_template(
         "web/error.html",
         code=503,
@@ -233,6 +233,10 @@ def _database_unavailable(error: OperationalError):
         message="The database is unavailable; try again shortly.",
     )
     return page, 503, {"Retry-After": "5"}
+
+
+for _error in errors.DATABASE_UNAVAILABLE:
+    blueprint.register_error_handler(_error, _database_unavailable)
 
 
 @blueprint.errorhandler(Exception)
