@@ -23,6 +23,7 @@ from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from christmas_spiders.errors import one_line
 from christmas_spiders.rendering.errors import (
     BrowserDied,
     BrowserUnavailable,
@@ -316,7 +317,5 @@ def _last_integer(text: str | None) -> int | None:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    if text.startswith("Message:"):
-        text = text.removeprefix("Message:").strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    """The error as one line, without the "Message:" Selenium puts in front of every message."""
+    return one_line(error).removeprefix("Message:").strip() or type(error).__name__
