@@ -107,6 +107,7 @@ class CrawlRunRecorder:
                 tag = self.crawler.settings.get("CRAWL_RUN_TAG")
                 run_id = runs.start_run(connection, spider.name, arguments, tag=tag)
                 logger.info("started crawl run %s", run_id)
+            runs.enter_run(connection, run_id)  # until it leaves: see runs.sweep
         return run_id
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:

@@ -3,6 +3,7 @@
 python -m christmas_spiders.storage upgrade        create or upgrade the schema (idempotent)
 python -m christmas_spiders.storage check          exit 1 unless the schema is current
 python -m christmas_spiders.storage replay FILE    load a dead-letter file into products
+python -m christmas_spiders.storage sweep          close crawl runs whose processes are gone
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import sys
 from itertools import islice
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from christmas_spiders import config, logs
 from christmas_spiders.normalize import parse_price
-from christmas_spiders.storage import deadletter
+from christmas_spiders.storage import deadletter, runs
 from christmas_spiders.storage.database import SchemaMismatch, check_schema, get_engine, upgrade
 from christmas_spiders.storage.products import UpsertResult, upsert_products
 
@@ -41,6 +44,23 @@ def _replay(path: Path, settings: config.Config) -> UpsertResult:
     return total
 
 
+def _sweep(settings: config.Config) -> int:
+    engine = get_engine(settings)
+    try:
+        check_schema(engine)
+        with engine.begin() as connection:
+            swept = runs.sweep_abandoned(connection, unjoined_after=settings.redis_run_ttl_seconds)
+    except (SchemaMismatch, SQLAlchemyError) as error:
+        logger.error("%s", str(getattr(error, "orig", None) or error).strip().splitlines()[0])
+        return 1
+    logger.info(
+        "%d abandoned crawl run(s) closed%s",
+        len(swept),
+        (": " + ", ".join(map(str, swept))) if swept else "",
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m christmas_spiders.storage")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("check", help="exit 1 unless the schema is at this code's version")
     replay = commands.add_parser("replay", help="load a dead-letter file")
     replay.add_argument("file", type=Path)
+    commands.add_parser("sweep", help="close crawl runs whose processes are gone (abandoned)")
     args = parser.parse_args(argv)
 
     try:
@@ -66,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("%s", error)
             return 1
         logger.info("schema is current")
+    elif args.command == "sweep":
+        return _sweep(settings)
     else:
         if not args.file.is_file():
             logger.error("no such file: %s", args.file)

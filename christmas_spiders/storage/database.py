@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from christmas_spiders.config import Config, ConfigError
-from christmas_spiders.storage import embedded
+from christmas_spiders.storage import embedded, runs
 from christmas_spiders.storage.schema import (
     api_keys,
     crawl_runs,
@@ -75,7 +75,8 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def upgrade(engine: Engine, config: Config) -> None:
-    """Create or upgrade the schema, (re)install the history trigger, register the vendors.
+    """Create or upgrade the schema, (re)install the history trigger, register the vendors, and
+    close crawl runs abandoned by processes that died (``runs.sweep``).
 
     Idempotent, and safe when several processes start at once (an advisory lock serialises them).
     """
@@ -88,6 +89,7 @@ def upgrade(engine: Engine, config: Config) -> None:
         _install_api_role(connection, config)
     if before != head_revision():
         logger.info("schema upgraded from %s to %s", before or "nothing", head_revision())
+    runs.sweep(engine, config)
 
 
 def check_schema(engine: Engine) -> None:

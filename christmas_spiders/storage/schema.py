@@ -11,6 +11,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -241,4 +242,19 @@ process_heartbeats = Table(
     _timestamp("stopped_at"),  # set by a clean stop
     CheckConstraint(_in("process", HEARTBEAT_PROCESSES), name="process"),
     Index(None, "beat_at"),
+)
+
+# The processes that work each crawl run (migration 0005, storage.runs): a crawl records itself
+# when it opens or joins a run and marks itself left when it closes it. A running run none of
+# whose processes is alive any more is closed failed, reason `abandoned` (runs.sweep).
+crawl_run_processes = Table(
+    "crawl_run_processes",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("crawl_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("host", String(200), primary_key=True),  # socket.gethostname(), as in heartbeats
+    Column("pid", Integer, primary_key=True),
+    # When the process started, by its host's clock (psutil): tells a reused pid apart.
+    Column("pid_created", Float, nullable=False),
+    _timestamp("joined_at", nullable=False, default_now=True),
+    _timestamp("left_at"),  # set when the process closed the run (or left it to its siblings)
 )
