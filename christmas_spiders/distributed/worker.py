@@ -34,7 +34,7 @@ import redis
 
 from christmas_spiders.config import PROJECT_ROOT, Config
 from christmas_spiders.distributed import connection, defaults, keys, run
-from christmas_spiders.storage import get_engine, heartbeats
+from christmas_spiders.storage import get_engine, heartbeats, runs
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,9 @@ class StandingWorker:
         started = heartbeats.log_start(
             "standing worker", self.config, max_crawls=self.max_crawls, prefix=self.prefix
         )
-        heartbeat = heartbeats.Heartbeat(get_engine(self.config), "crawler", self.poll_seconds)
+        engine = get_engine(self.config)
+        runs.sweep(engine, self.config)  # crawl runs abandoned by processes that died
+        heartbeat = heartbeats.Heartbeat(engine, "crawler", self.poll_seconds)
         heartbeat.start(**started)
         pubsub = None
         failures = 0

@@ -5,8 +5,10 @@ second scheduler refuses to start), open the job store, bring the jobs in line w
 configuration and the shops' year lists (``jobs.reconcile``: only missing or changed jobs are
 written), then run. The main thread then waits on the lock connection: a NOTIFY from the CLI or
 the ``control_poll`` timeout re-reads the job store (``scheduler.wakeup()``), and the timeout
-also checks that the lock is still held. SIGTERM or SIGINT stops it: no new job starts, running
-crawls get SIGTERM and ``stop_grace`` to record their end, then are killed and recorded failed.
+also checks that the lock is still held. Every minute it also closes crawl runs abandoned by
+processes that died (``runs.PeriodicSweep``; ``upgrade`` sweeps at start). SIGTERM or SIGINT
+stops it: no new job starts, running crawls get SIGTERM and ``stop_grace`` to record their end,
+then are killed and recorded failed.
 
 The CLI (``list``, ``run``, ``pause``, ``resume``) works on the job store directly, under the
 store lock, and wakes the running scheduler with a NOTIFY (see ``store``); with no scheduler
@@ -33,7 +35,7 @@ from christmas_spiders.config import Config
 from christmas_spiders.scheduling import jobs, store, triggers, years
 from christmas_spiders.scheduling.runner import CrawlRunner
 from christmas_spiders.scheduling.settings import format_duration
-from christmas_spiders.storage import get_engine, heartbeats, upgrade
+from christmas_spiders.storage import get_engine, heartbeats, runs, upgrade
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class SchedulerService:
         self._wake: tuple[socket.socket, socket.socket] | None = None  # reader, writer
         self.exit_status = 0
         self._heartbeat: heartbeats.Heartbeat | None = None
+        self._sweep: runs.PeriodicSweep | None = None
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -89,7 +92,8 @@ class SchedulerService:
             timezone=self.schedule.timezone,
         )
         engine = get_engine(self.config)
-        upgrade(engine, self.config)
+        upgrade(engine, self.config)  # sweeps abandoned crawl runs, then every minute (_loop)
+        self._sweep = runs.PeriodicSweep(engine, self.config)
         instance = store.Instance(store.dsn(self.config))
         if not instance.acquire():
             holder = store.running_scheduler(engine)
@@ -215,6 +219,8 @@ class SchedulerService:
             scheduler.wakeup()
             if self._heartbeat is not None:
                 self._heartbeat.beat()
+            if self._sweep is not None:
+                self._sweep()
 
     def _regain(
         self, instance: store.Instance, scheduler: BaseScheduler, error: psycopg2.Error

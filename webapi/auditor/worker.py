@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 
 from christmas_spiders.config import Config, ConfigError, Subscriber, resolve_subscribers
 from christmas_spiders.errors import one_line
-from christmas_spiders.storage import heartbeats
+from christmas_spiders.storage import heartbeats, runs
 from christmas_spiders.storage.database import check_schema, database_url
 from christmas_spiders.storage.history import change_horizon
 from webapi.auditor import state
@@ -114,6 +114,7 @@ class Worker:
             poll_seconds=self.config.auditor_poll_seconds,
         )
         self._heartbeat.start(**started, state="starting")
+        runs.sweep(self.engine, self.config)  # crawl runs abandoned by processes that died
         backoff = Backoff(0.5, 30.0)
         try:
             while not self._stopping.is_set():
