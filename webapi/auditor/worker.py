@@ -78,6 +78,9 @@ class Worker:
         )
         self.horizon = Horizon()
         self.ready = threading.Event()  # set once listening with every subscriber registered
+        self.standing_by = threading.Event()  # set once it found another worker running
+        # The highest committed change id the loop has looked at, once the horizon moved for it.
+        self.highest_seen = 0
         self._tracker = HorizonTracker()
         self._stopping = threading.Event()
         self._active = threading.Event()  # set while this worker holds the lock and listens
@@ -197,6 +200,7 @@ class Worker:
                         logger.info("audit worker: the other worker is gone; taking over")
                     return True
             if not waiting:
+                self.standing_by.set()
                 logger.warning(
                     "audit worker: another audit worker is running on this database; "
                     "standing by until it stops"
@@ -235,6 +239,7 @@ class Worker:
         settled = self._tracker.observe(high, writers)
         if settled is not None:
             self.horizon.advance(settled)
+        self.highest_seen = max(self.highest_seen, high)
         held_back = self._tracker.held_back_for()
         now = time.monotonic()
         if (
