@@ -6,8 +6,8 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -77,7 +77,8 @@ def test_validation_drops_with_a_counted_reason(pipelines, change: dict, reason:
     with pytest.raises(Rejected) as rejected:
         validate.process_item(normalize.process_item({**feed_item(3, Decimal(10)), **change}))
     assert rejected.value.reason == reason
-    assert "127.0.0.1:9/2019-frosty-friends-3/" in str(rejected.value) or change.get("link")
+    link = change.get("link", "http://127.0.0.1:9/2019-frosty-friends-3/")
+    assert str(rejected.value) == f"{reason}: {link!r}"  # the log line names the item
     assert crawler.stats.get_value("items_dropped/" + reason.replace(" ", "_")) == 1
 
 
@@ -88,6 +89,27 @@ def _env(database_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
         "CHRISTMAS_STORE_BATCH_SIZE": "7",
         **extra,
     }
+
+
+# Sessions of this test's database waiting for a lock on its products table.
+_WAITING_ON_PRODUCTS = sa.text(
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE NOT l.granted AND l.relation = 'products'::regclass "
+    "AND a.datname = current_database() AND a.backend_type = 'client backend'"
+)
+
+
+def _writes_waiting_on_products(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(_WAITING_ON_PRODUCTS)
+
+
+async def _until(condition: Callable[[], object], timeout: float = 60) -> None:
+    """Poll the condition while the event loop runs the pipeline's tasks."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(0.05)
 
 
 def test_closing_waits_for_a_periodic_flush_still_writing(make_config, engine: Engine) -> None:
@@ -102,28 +124,33 @@ def test_closing_waits_for_a_periodic_flush_still_writing(make_config, engine: E
     )
     blocker = engine.connect()
     blocker.execute(sa.text("LOCK TABLE products IN EXCLUSIVE MODE"))  # the write will wait
-    release = threading.Timer(0.6, blocker.commit)
 
     async def crawl_then_close() -> None:
-        await store.open_spider()
-        for n in range(10):
-            await store.process_item(
-                validate.process_item(normalize.process_item(feed_item(n, Decimal(n))))
-            )
-        await asyncio.sleep(0.3)  # the periodic flush has taken the batch and waits on the lock
-        assert store.buffer == []
-        release.start()
-        await store.close_spider()
-        with engine.connect() as connection:  # a plain read is not blocked by the lock
-            stored = connection.scalar(sa.select(sa.func.count()).select_from(products))
-        assert stored == 10, "close_spider returned before its last batch was written"
+        try:
+            await store.open_spider()
+            for n in range(10):
+                await store.process_item(
+                    validate.process_item(normalize.process_item(feed_item(n, Decimal(n))))
+                )
+            # The periodic flush has taken the batch, and its write waits on the lock.
+            await _until(lambda: _writes_waiting_on_products(engine) == 1)
+            assert store.buffer == []
+            closing = asyncio.create_task(store.close_spider())
+            for _ in range(100):  # far more turns of the loop than a close that does not wait
+                await asyncio.sleep(0)
+            assert not closing.done(), "close_spider returned while a flush was still writing"
+            blocker.commit()  # releases the lock: the write goes through, then close returns
+            await closing
+            with engine.connect() as connection:
+                stored = connection.scalar(sa.select(sa.func.count()).select_from(products))
+            assert stored == 10, "close_spider returned before its last batch was written"
+        finally:
+            blocker.rollback()  # a failed check must not leave the writing thread waiting
 
     try:
         asyncio.run(crawl_then_close())
     finally:
-        if release.ident is not None:
-            release.join()
-        blocker.close()  # rolls back, releasing the lock, if the timer never ran
+        blocker.close()
     store.engine.dispose()
 
 
@@ -174,10 +201,15 @@ def test_price_changes_are_counted_in_the_summary(
     assert "changes   5 price" in second.stdout
 
 
-def _wait_for(path: Path, timeout: float = 60) -> None:
+def _count_products(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return connection.scalar(sa.select(sa.func.count()).select_from(products))
+
+
+def _wait_until(condition: Callable[[], object], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
         time.sleep(0.05)
 
 
@@ -202,8 +234,10 @@ def test_database_down_mid_crawl_dead_letters_then_replays(private_postgres, tmp
         stderr=subprocess.STDOUT,
         text=True,
     )
-    _wait_for(pause / "paused")
-    time.sleep(0.5)  # let the periodic flush write the first items
+    _wait_until((pause / "paused").exists)
+    engine = get_engine(Config(database_url=private_postgres.url))
+    _wait_until(lambda: _count_products(engine) == 12)  # the periodic flush stores them
+    engine.dispose()
     private_postgres.stop()
     (pause / "resume").touch()
     output, _ = crawler.communicate(timeout=120)
@@ -213,7 +247,9 @@ def test_database_down_mid_crawl_dead_letters_then_replays(private_postgres, tmp
 
     [dead_letter_file] = (tmp_path / "data" / "dead-letter").glob("*.jsonl")
     kept = list(deadletter.read(dead_letter_file))
-    assert {item["vendor_product_id"] for item in kept} >= {str(1000 + n) for n in range(12, 40)}
+    assert sorted(item["vendor_product_id"] for item in kept) == [
+        str(1000 + n) for n in range(12, 40)
+    ]
 
     private_postgres.start()
     replay = subprocess.run(
