@@ -1,0 +1,198 @@
+"""What a listing says about its ornament: the pure rules of issue #15, one function each.
+
+An **ornament** is one Hallmark Keepsake design of one year; a **listing** is one shop's
+product page for it (an item of vendor-sites.md §C2). The rules:
+
+* **Item number.** The SKU trimmed and upper-cased, separators dropped, without a leading
+  price code (``2999QXM2797`` → ``QXM2797``) and without a condition suffix (``QX1571NB`` →
+  ``QX1571``; also ``NT``, ``DB``, ``SDB``, ``MIB``). What is left must look like a Hallmark
+  number (1–5 letters, then 3–5 digits); any other SKU is not an item number.
+* **Condition** is a property of the offer, not of the ornament: "NB"/"No Box", "No Tag",
+  "Damaged Box" in the name or the SKU suffix give ``no_box``, ``no_tag`` or ``damaged_box``;
+  anything else is ``boxed``. When a listing states two, the first of no_box, damaged_box,
+  no_tag wins (the box matters most to collectors).
+* **Year** of the ornament: the Keepsake year (1973 or later) the name starts or ends with,
+  ignoring what shops add ("Hallmark", "No Box"…): a "2015 Star Wars Darth Vader Helmet"
+  listed in a 2016 category is a 2015 ornament. Otherwise the listing's ``release_year``.
+* **Series number**: the item's ``series_number`` when the page states one, else the name's
+  "#46", "No. 46", "46th in Series", "46th in the Frosty Friends Series" or a trailing "46th".
+* **Kind flags** that make a different ornament however alike the names: ``miniature``
+  ("Miniature", "Mini", item numbers ``QXM…``), ``light_and_sound``, ``magic`` ("Magic",
+  item numbers ``QLX…``), ``signed``, ``limited``, ``club`` ("Club", "KOC", item numbers
+  ``QXC…``).
+* **Comparable name**: the name's words after removing what shops add or write differently —
+  the year, "Hallmark", "Keepsake", "Ornament", the words "Series", "a", "an", "the",
+  trademark signs, accents, punctuation and possessive "'s", condition words, the series
+  number phrase, the kind-flag words and any embedded SKU — with "&" read as "and".
+  Every other word is kept: words that tell designs apart ("Photo Holder", "Niece",
+  "and Donald") make another name.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+BOXED, NO_BOX, NO_TAG, DAMAGED_BOX = "boxed", "no_box", "no_tag", "damaged_box"
+CONDITIONS = (BOXED, NO_BOX, NO_TAG, DAMAGED_BOX)
+MINIATURE, LIGHT_AND_SOUND, MAGIC = "miniature", "light_and_sound", "magic"
+SIGNED, LIMITED, CLUB = "signed", "limited", "club"
+FLAGS = (MINIATURE, LIGHT_AND_SOUND, MAGIC, SIGNED, LIMITED, CLUB)
+FIRST_KEEPSAKE_YEAR = 1973  # the first Keepsake line; "1955 Murray Champion" is a title
+LAST_YEAR = 2099
+
+_SKU = re.compile(r"^(?:\d{3,5})?(?P<number>[A-Z]{1,5}\d{3,5})(?P<suffix>SDB|MIB|NB|NT|DB)?$")
+_SKU_CONDITION = {"NB": NO_BOX, "NT": NO_TAG, "DB": DAMAGED_BOX, "SDB": DAMAGED_BOX, "MIB": BOXED}
+# Item-number prefixes that fix a kind (Hallmark's QXM miniatures, QXC club, QLX Magic).
+_PREFIX_FLAGS = {"QXM": MINIATURE, "QXC": CLUB, "QLX": MAGIC}
+_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
+
+# Condition phrases, matched on the folded lower-case name; the order is the priority.
+_CONDITION_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (NO_BOX, re.compile(r"\b(?:no[\s-]*box|nb|without\s+(?:a\s+)?box|w/o\s+box|unboxed)\b")),
+    (DAMAGED_BOX, re.compile(r"\b(?:(?:slightly\s+)?damaged\s+box|box\s+damaged|s?db)\b")),
+    (NO_TAG, re.compile(r"\b(?:no[\s-]*(?:price\s+)?tags?|without\s+tags?|nt)\b")),
+    (BOXED, re.compile(r"\b(?:mint\s+in\s+box|new\s+in\s+box|mib|nib|with\s+box)\b")),
+)
+_FLAG_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        LIGHT_AND_SOUND,
+        re.compile(r"\b(?:with\s+)?(?:lights?\s*(?:and|,)?\s*sounds?|sounds?\s+and\s+lights?)\b"),
+    ),
+    (MAGIC, re.compile(r"\bmagic\b")),
+    (MINIATURE, re.compile(r"\b(?:miniatures?|mini)\b")),
+    (SIGNED, re.compile(r"\b(?:artist\s+)?(?:signed|autographed)(?:\s+edition)?\b")),
+    (LIMITED, re.compile(r"\blimited(?:\s+edition)?\b")),
+    (
+        CLUB,
+        re.compile(
+            r"\b(?:keepsake\s+)?(?:ornament\s+)?(?:club|koc)(?:\s+(?:edition|exclusive))?\b"
+        ),
+    ),
+)
+_ORDINAL = r"(?P<number>\d{1,3})\s*(?:st|nd|rd|th)"
+_SERIES_NUMBER: tuple[re.Pattern[str], ...] = (
+    # "46th in Series", "46th in the Frosty Friends Series" (at most six words in between)
+    re.compile(rf"\(?\b{_ORDINAL}\s+in\s+(?:the\s+)?(?:[\w']+\s+){{0,6}}?series\b\)?"),
+    re.compile(r"(?:#\s*|\bno\.\s*|\bnumber\s+)(?P<number>\d{1,3})\b"),
+    re.compile(rf"\b{_ORDINAL}$"),  # "1998 A Pony for Christmas 1st" (an OS slug style)
+)
+_SHOP_WORDS = frozenset(
+    {"hallmark", "keepsake", "ornament", "ornaments", "series", "a", "an", "the"}
+)
+# A SKU inside a name ("... QX1234"): Hallmark numbers start with Q or X ("F-150" stays).
+_EMBEDDED_SKU = re.compile(r"^(?:\d{3,5})?(?:q[a-z]{0,4}|x[a-z]{1,4})\d{3,5}$")
+_MARKS = re.compile(r"[™®©℠]")
+_QUOTES = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "`": "'", "´": "'"})
+_POSSESSIVE = re.compile(r"(?<=\w)'s\b")
+_YEAR = re.compile(r"^(?:19|20)\d\d$")
+
+
+@dataclass(frozen=True)
+class NameForm:
+    """A name made comparable: its words, sorted text (word order ignored), squashed text."""
+
+    words: tuple[str, ...]
+
+    @property
+    def sorted_text(self) -> str:
+        return " ".join(sorted(self.words))
+
+    @property
+    def squashed(self) -> str:
+        """The words run together, so "Snow Man" and "Snowman", "R2-D2" and "R2 D2" agree."""
+        return "".join(self.words)
+
+
+@dataclass(frozen=True)
+class NameParts:
+    """Everything the rules read from a name."""
+
+    form: NameForm
+    year: int | None  # the year the name starts or ends with
+    series_number: int | None
+    flags: frozenset[str]
+    condition: str
+
+
+def item_number(sku: str | None) -> str | None:
+    """'2999QXM2797' → 'QXM2797', ' qx1571nb' → 'QX1571'; None when no Hallmark number."""
+    match = _SKU.match(_NOT_ALNUM.sub("", (sku or "").upper()))
+    return match.group("number") if match else None
+
+
+def sku_condition(sku: str | None) -> str | None:
+    """The condition a SKU suffix states ('QX1571NB' → 'no_box'), None without a suffix."""
+    match = _SKU.match(_NOT_ALNUM.sub("", (sku or "").upper()))
+    return _SKU_CONDITION.get(match.group("suffix") or "") if match else None
+
+
+def item_number_flags(number: str | None) -> frozenset[str]:
+    """Kind flags an item number fixes by its prefix ('QXM2797' → {'miniature'})."""
+    for prefix, flag in _PREFIX_FLAGS.items():
+        if number and number.startswith(prefix):
+            return frozenset({flag})
+    return frozenset()
+
+
+def fold(text: str) -> str:
+    """Lower case, accents and trademark signs dropped, quotes straightened, '&' read 'and'."""
+    text = unicodedata.normalize("NFKD", _MARKS.sub(" ", text))
+    text = "".join(char for char in text if not unicodedata.combining(char))
+    text = text.translate(_QUOTES).lower()
+    return re.sub(r"\s*[&+]\s*", " and ", text)
+
+
+def _take(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None, str]:
+    """The first match of `pattern` and the text with every match blanked out."""
+    return pattern.search(text), pattern.sub(" ", text)
+
+
+def _keepsake_year(word: str) -> int | None:
+    if _YEAR.match(word) and FIRST_KEEPSAKE_YEAR <= int(word) <= LAST_YEAR:
+        return int(word)
+    return None
+
+
+def parse_name(name: str) -> NameParts:
+    """Apply the name rules (module docstring) to one listing name."""
+    text = fold(name)
+    condition = BOXED
+    for value, pattern in reversed(_CONDITION_WORDS):  # the first rule in the list wins
+        match, text = _take(pattern, text)
+        if match and value != BOXED:
+            condition = value
+    series_number = None
+    for pattern in _SERIES_NUMBER:
+        match, text = _take(pattern, text.strip(" -–—,.;:()"))
+        if match and series_number is None:
+            series_number = int(match.group("number"))
+    flags = set()
+    for flag, pattern in _FLAG_WORDS:
+        match, text = _take(pattern, text)
+        if match:
+            flags.add(flag)
+    text = _POSSESSIVE.sub("", text).replace("'", "")
+    words = [
+        word
+        for word in re.split(r"[^a-z0-9]+", text)
+        if word and word not in _SHOP_WORDS and not _EMBEDDED_SKU.match(word)
+    ]
+    year = None
+    if words:
+        year = _keepsake_year(words[0]) or _keepsake_year(words[-1])
+    if year is not None:
+        words = [word for word in words if word != str(year)]
+    return NameParts(NameForm(tuple(words)), year, series_number, frozenset(flags), condition)
+
+
+def offer_condition(name_condition: str, sku: str | None) -> str:
+    """The offer's condition: what its name states and what its SKU suffix states, by priority."""
+    stated = {name_condition, sku_condition(sku) or BOXED}
+    return next((value for value in (NO_BOX, DAMAGED_BOX, NO_TAG) if value in stated), BOXED)
+
+
+def condition(name: str, sku: str | None) -> str:
+    """'1975 Betsey Clark (Adorable) NB' → 'no_box'; 'QX1571DB' → 'damaged_box'."""
+    return offer_condition(parse_name(name).condition, sku)
