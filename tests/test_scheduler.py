@@ -267,16 +267,20 @@ def test_run_now_fires_a_one_off_date_trigger_once_and_leaves_the_schedule(
 def test_pause_and_resume_take_effect_in_the_running_scheduler(
     environment, scheduler, engine: Engine
 ) -> None:
-    env = environment(quiet_schedule(stale={"interval": "1s", "spread": 0}, control_poll="5m"))
+    # The year-index job runs every second too, unpaused: the clock the paused job is read by.
+    every_second = {"interval": "1s", "spread": 0}
+    env = environment(quiet_schedule(stale=every_second, years=every_second, control_poll="5m"))
     process = scheduler(env)
     ran = rf"{jobs.stale_id(OS)}: 0 product\(s\) not synced"
+    ticked = rf"{jobs.years_id(OS)}: {OS} lists "
     process.wait_for(ran, count=2)
 
     assert cli(env, "pause", jobs.stale_id(OS)).returncode == 0
     listing = cli(env, "list").stdout
     assert f"| {jobs.stale_id(OS)} | every 1s | paused |" in listing
     paused_at = len(re.findall(ran, process.log))
-    time.sleep(3)  # three of its intervals
+    # Four more runs of the other every-second job: the paused one was due three times or more.
+    process.wait_for(ticked, count=len(re.findall(ticked, process.log)) + 4)
     assert len(re.findall(ran, process.log)) <= paused_at + 1  # at most one in flight
     assert stored_jobs(engine)[jobs.stale_id(OS)] is None  # the loop never wrote it back
 
