@@ -43,6 +43,8 @@ _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 _LIMITER = "christmas_rate_limiter"
 _TOUCHED = "christmas_keys_touched"
 _VALID = "christmas_keys_valid"
+# The monotonic clock of the key cache and of last_used_at (an app extension: tests set theirs).
+CLOCK = "christmas_keys_clock"
 _VALID_MAX = 10_000  # keys remembered per process; past it, the memory starts over
 
 
@@ -176,7 +178,7 @@ def check_key(presented: str) -> tuple[ApiKey | None, str]:
     """`find_key` on the primary, with a valid key remembered for `api_key_cache_seconds`."""
     seconds = current_app.config["CHRISTMAS_CONFIG"].api_key_cache_seconds
     valid: dict[str, tuple[ApiKey, float]] = current_app.extensions[_VALID]
-    digest, now = hash_key(presented), time.monotonic()
+    digest, now = hash_key(presented), current_app.extensions[CLOCK]()
     remembered = valid.get(digest)
     if remembered is not None and now < remembered[1]:
         return remembered[0], ""
@@ -203,7 +205,7 @@ def _unauthorized(message: str):
 
 def _maybe_touch(key: ApiKey) -> None:
     touched: dict[int, float] = current_app.extensions[_TOUCHED]
-    now = time.monotonic()
+    now = current_app.extensions[CLOCK]()
     if now - touched.get(key.id, -TOUCH_INTERVAL_SECONDS) < TOUCH_INTERVAL_SECONDS:
         return
     touched[key.id] = now
@@ -256,3 +258,4 @@ def init_app(app, settings: config.Config) -> None:
     )
     app.extensions[_TOUCHED] = {}
     app.extensions[_VALID] = {}
+    app.extensions[CLOCK] = time.monotonic
