@@ -11,6 +11,35 @@ import psutil
 
 from .conftest import PROJECT_ROOT
 
+# 16 threads call embedded.start (and get_engine) at once, 20 rounds with a barrier before each;
+# the answers are printed as JSON, then the process holds the server until its stdin closes.
+_THREADS, _ROUNDS = 16, 20
+_STARTS = f"""
+import json, logging, sys, threading
+from pathlib import Path
+from christmas_spiders import config
+from christmas_spiders.storage import embedded, get_engine
+logging.basicConfig(level=logging.INFO)  # stderr
+settings = config.load()
+barrier = threading.Barrier({_THREADS})
+urls, engines, errors = [], set(), []
+def call():
+    for _ in range({_ROUNDS}):
+        barrier.wait()
+        try:
+            urls.append(embedded.start(Path(sys.argv[1])))
+            engines.add(id(get_engine(settings)))
+        except Exception as error:  # reported below, so the test names it
+            errors.append(f"{{type(error).__name__}}: {{error}}")
+threads = [threading.Thread(target=call) for _ in range({_THREADS})]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps({{"urls": urls, "engines": len(engines), "errors": errors}}), flush=True)
+sys.stdin.read()
+"""
+
 _HOLD = """
 import sys
 import sqlalchemy as sa
@@ -42,6 +71,51 @@ def _storage(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _server_running(data_dir: Path) -> bool:
     pid_file = data_dir / "postgres" / "postmaster.pid"
     return pid_file.exists() and psutil.pid_exists(int(pid_file.read_text().split()[0]))
+
+
+def _starts(data_dir: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _STARTS, str(data_dir)],
+        cwd=PROJECT_ROOT,
+        env=_env(data_dir),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _handle_pids(data_dir: Path) -> list[int]:
+    return json.loads((data_dir / "postgres" / ".handle_pids.json").read_text())
+
+
+def test_threads_of_one_process_start_the_server_once(embedded_data_dir: Path) -> None:
+    """Cold (a fresh data folder) in one process, then warm (the server running) in another:
+    every call of every thread gets the same URL, and each process starts or joins it once."""
+    cold = _starts(embedded_data_dir)
+    try:
+        answer = json.loads(cold.stdout.readline())
+        assert answer["errors"] == []
+        assert (len(answer["urls"]), answer["engines"]) == (_THREADS * _ROUNDS, 1)
+        (url,) = set(answer["urls"])
+        assert _handle_pids(embedded_data_dir) == [cold.pid]
+        warm = _starts(embedded_data_dir)
+        output, log = warm.communicate("", timeout=120)
+        assert warm.returncode == 0, log
+        assert json.loads(output) == {
+            "urls": [url] * _THREADS * _ROUNDS,
+            "engines": 1,
+            "errors": [],
+        }
+        assert log.count("embedded PostgreSQL ready") == 1, log
+        assert _handle_pids(embedded_data_dir) == [cold.pid]  # the warm one left, once
+        _, log = cold.communicate("", timeout=120)
+    finally:
+        cold.kill()
+    assert cold.returncode == 0, log
+    assert log.count("embedded PostgreSQL ready") == 1, log
+    assert "Traceback" not in log
+    assert not _server_running(embedded_data_dir)
 
 
 def test_upgrade_on_embedded_server_is_idempotent_and_stops_after(embedded_data_dir: Path) -> None:

