@@ -1,6 +1,11 @@
-"""An exception as one short line, for logs and error answers (a leaf: imports nothing of ours)."""
+"""Errors every part shares (a leaf: imports nothing of ours): ``ConfigError``, and an exception
+as one short line, for logs and error answers."""
 
 from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one sentence that names the key."""
 
 
 def one_line(error: BaseException) -> str:
