@@ -26,8 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from christmas_spiders.domain import CHANGE_KINDS
+
 AVAILABILITY = ("available", "preorder", "unavailable")
-CHANGE_KINDS = ("listed", "changed", "delisted", "relisted")
 RUN_STATUSES = ("running", "finished", "failed")
 
 metadata = MetaData(
