@@ -3,8 +3,12 @@
 It is named after the vendor whose year grids need a browser, because crawl runs belong to
 vendors. Arguments: base_url (origin of the test server), plan (path of a JSON list of
 ``{"name", "path", "render"?}``), out (path of the JSON report written at close: one entry per
-page, with status, final URL, flags, number of ``.product-item`` and item names, or the error
+page, with status, final URL, flags, number of ``.product-item``, item names and the browser's
+looks at the page (``<body data-polls>``, see ``tests/files/rendering/grid.js``), or the error
 that reached the errback; plus the close reason, the crawl run id and the crawl stats).
+
+While it runs, the spider knocks on the server's ``/tick`` from its event loop (the reactor),
+one knock at a time, so the server can tell whether the loop keeps turning during a render.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.http import Response
@@ -36,8 +41,7 @@ class RenderProbeSpider(scrapy.Spider):
         self.run_arguments = {"plan": Path(plan).name}
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
-        self.ticks = 0
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._ticker = asyncio.get_running_loop().create_task(self._knock())
         for page in self.plan:
             meta: dict[str, Any] = {"name": page["name"], "handle_httpstatus_list": [404]}
             if "render" in page:
@@ -50,21 +54,27 @@ class RenderProbeSpider(scrapy.Spider):
                 dont_filter=True,
             )
 
-    async def _tick(self) -> None:
-        """Count turns of the event loop (the reactor): they stop if anything blocks it."""
+    async def _knock(self) -> None:
+        """GET /tick, answered before the next one: the knocks stop if anything blocks the loop."""
+        server = urlsplit(self.base_url)
         while True:
+            reader, writer = await asyncio.open_connection(server.hostname, server.port)
+            writer.write(b"GET /tick HTTP/1.0\r\n\r\n")
+            await reader.read()  # the whole answer: the server closes the connection after it
+            writer.close()
+            await writer.wait_closed()
             await asyncio.sleep(0.01)
-            self.ticks += 1
 
     def parse(self, response: Response) -> None:
+        polls = response.css("body::attr(data-polls)").get()
         self.pages[response.meta["name"]] = {
-            "ticks": self.ticks,
             "status": response.status,
             "url": response.url,
             "flags": response.flags,
             "items": len(response.css(".product-item")),
             "names": response.css(".product-item .name a::text").getall(),
             "render_seconds": response.meta.get("render_seconds"),
+            "polls": None if polls is None else int(polls),
         }
 
     def failed(self, failure: Failure) -> None:
