@@ -9,13 +9,14 @@ The rules (rules.py reads the parts of each listing):
   (or one name) are two offers of one ornament, each with its `condition`.
 * **Same ornament by name**: a listing (with or without an item number) joins an ornament of
   the same year whose item number does not differ from its own, with the same kind flags
-  (miniature, light and sound, Magic, signed, limited, club), a series number that does not
+  (miniature, Magic or light and sound, signed, limited, club), a series number that does not
   contradict (an unknown number contradicts none), and one of the ornament's names equal to
   the listing's comparable name — word for word in any order, or with the spaces run
-  together ("Snow Man" / "Snowman") — or different only by typos: each differing word paired
-  with one of at least five letters that lacks or adds one letter or swaps two neighbours,
-  never a plural of it and never a digit ("Yuletide Centeral"). Any added or swapped word
-  ("Snowman" / "Snowman Photo Holder", "Nephew" / "Niece") makes another ornament.
+  together ("Snow Man" / "Snowman") — or different by one typo: a single word of at least
+  six letters that lacks or adds one letter inside it, or swaps two neighbours ("Yuletide
+  Centeral", "Ligthouse"), next to at least one equal word. A letter added at either end is
+  another word ("Kitten" / "Kittens", "Ride" / "Rider", "Baker" / "Bakery"), and so is any
+  added or swapped word ("Snowman" / "Snowman Photo Holder", "Nephew" / "Niece").
 * **When in doubt, do not link**: a wrong link shows a wrong "cheapest" price, a missed one
   only a shorter list. Candidates are ranked by score (100 for an item number or an exact
   name, else rapidfuzz's ratio of the sorted words), then by an equal stated series number,
@@ -45,7 +46,7 @@ from christmas_spiders.normalize import series_from_name
 ITEM_NUMBER, NAME = "item_number", "name"
 EXACT = 100.0
 FUZZY_CUTOFF = 85.0  # rapidfuzz ratio of the sorted words below which no typo rule is tried
-TYPO_MIN_LETTERS = 5
+TYPO_MIN_LETTERS = 6
 
 
 class InvalidListing(ValueError):
@@ -187,51 +188,51 @@ def ornament_key(listing: Listing) -> str:
     if not listing.name.words:
         return f"{listing.year}:listing:{listing.ref}"
     key = f"{listing.year}:name:{listing.name.sorted_text}|{listing.series_number or ''}"
-    return key + ("|" + "+".join(sorted(listing.flags)) if listing.flags else "")
+    flags = sorted(rules.kind(listing.flags))
+    return key + ("|" + "+".join(flags) if flags else "")
 
 
 def _typo(one: str, other: str) -> bool:
-    """A misspelling, not another word: one letter more or less, or two neighbours swapped."""
+    """A misspelling, not another word: one letter more or less inside the word, or two
+    neighbours swapped; never a letter added at an end ("Kitten" / "Kittens")."""
     if not (one.isalpha() and other.isalpha()) or min(len(one), len(other)) < TYPO_MIN_LETTERS:
         return False
     short, long = sorted((one, other), key=len)
-    if long in (short + "s", short + "es"):  # "Kitten" / "Kittens": another design
+    if long.startswith(short) or long.endswith(short):
         return False
     swapped = OSA.distance(one, other) == 1 and Levenshtein.distance(one, other) == 2
     return Indel.distance(one, other) == 1 or swapped
 
 
-def typo_only(one: rules.NameForm, other: rules.NameForm) -> bool:
-    """True when two names differ only by typos, word for word (module docstring)."""
+def one_typo(one: rules.NameForm, other: rules.NameForm) -> bool:
+    """True when two names differ by exactly one misspelt word (module docstring)."""
     left, right = list(one.words), list(other.words)
     for word in one.words:
         if word in right:
             right.remove(word)
             left.remove(word)
-    if not left or len(left) != len(right):
-        return False
-    for word in sorted(left):
-        partner = next((candidate for candidate in sorted(right) if _typo(word, candidate)), None)
-        if partner is None:
-            return False
-        right.remove(partner)
-    return True
+    shared = len(one.words) - len(left)
+    return shared >= 1 and len(left) == len(right) == 1 and _typo(left[0], right[0])
 
 
 def name_score(one: rules.NameForm, other: rules.NameForm) -> float | None:
     """100 for equal names, rapidfuzz's ratio for typo-only differences, else None."""
     if not one.words or not other.words:
         return None
-    if one.sorted_text == other.sorted_text or one.squashed == other.squashed:
+    if (
+        one.sorted_text == other.sorted_text
+        or one.bare_text == other.bare_text
+        or one.squashed == other.squashed
+    ):
         return EXACT
-    if typo_only(one, other):
+    if one_typo(one, other):
         return fuzz.ratio(one.sorted_text, other.sorted_text)
     return None
 
 
 def compatible(listing: Listing, ornament: Ornament) -> bool:
     """Year, item number, kind flags and series number do not tell them apart."""
-    if listing.year != ornament.year or listing.flags != ornament.flags:
+    if listing.year != ornament.year or rules.kind(listing.flags) != rules.kind(ornament.flags):
         return False
     numbers_differ = listing.item_number and ornament.item_number not in (None, listing.item_number)
     if numbers_differ:
@@ -264,6 +265,7 @@ class OrnamentIndex:
                 continue
             self._indexed.add((alias, ornament.key))
             self._exact[ornament.year, "words:" + alias.sorted_text].add(ornament.key)
+            self._exact[ornament.year, "bare:" + alias.bare_text].add(ornament.key)
             self._exact[ornament.year, "squashed:" + alias.squashed].add(ornament.key)
             self._near_texts[ornament.year].append(alias.sorted_text)
             self._near_entries[ornament.year].append((alias, ornament.key))
@@ -282,8 +284,11 @@ class OrnamentIndex:
         return self._best(listing, self._near_matches(listing), unique=True)
 
     def _exact_matches(self, listing: Listing) -> dict[str, float]:
-        keys = self._exact.get((listing.year, "words:" + listing.name.sorted_text), set())
-        keys = keys | self._exact.get((listing.year, "squashed:" + listing.name.squashed), set())
+        name, year = listing.name, listing.year
+        keys: set[str] = set()
+        for lookup in ("words:" + name.sorted_text, "bare:" + name.bare_text):
+            keys |= self._exact.get((year, lookup), set())
+        keys |= self._exact.get((year, "squashed:" + name.squashed), set())
         return {key: EXACT for key in keys if compatible(listing, self.ornaments[key])}
 
     def _near_matches(self, listing: Listing) -> dict[str, float]:

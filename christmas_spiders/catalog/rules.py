@@ -6,7 +6,8 @@ product page for it (an item of vendor-sites.md §C2). The rules:
 * **Item number.** The SKU trimmed and upper-cased, separators dropped, without a leading
   price code (``2999QXM2797`` → ``QXM2797``) and without a condition suffix (``QX1571NB`` →
   ``QX1571``; also ``NT``, ``DB``, ``SDB``, ``MIB``). What is left must look like a Hallmark
-  number (1–5 letters, then 3–5 digits); any other SKU is not an item number.
+  number (Q or X and up to four more letters, then 3–5 digits: ``QX5216``, ``QXM2797``,
+  ``XHD1102``); any other SKU (a shop's own "OS-11402") is not an item number.
 * **Condition** is a property of the offer, not of the ornament: "NB"/"No Box", "No Tag",
   "Damaged Box" in the name or the SKU suffix give ``no_box``, ``no_tag`` or ``damaged_box``;
   anything else is ``boxed``. When a listing states two, the first of no_box, damaged_box,
@@ -15,14 +16,17 @@ product page for it (an item of vendor-sites.md §C2). The rules:
   ignoring what shops add ("Hallmark", "No Box"…): a "2015 Star Wars Darth Vader Helmet"
   listed in a 2016 category is a 2015 ornament. Otherwise the listing's ``release_year``.
 * **Series number**: the item's ``series_number`` when the page states one, else the name's
-  "#46", "No. 46", "46th in Series", "46th in the Frosty Friends Series" or a trailing "46th".
+  "#46", "No. 46", "46th in Series", "#46 in the Frosty Friends Series" or a trailing "46th".
 * **Kind flags** that make a different ornament however alike the names: ``miniature``
   ("Miniature", "Mini", item numbers ``QXM…``), ``light_and_sound``, ``magic`` ("Magic",
   item numbers ``QLX…``), ``signed``, ``limited``, ``club`` ("Club", "KOC", item numbers
-  ``QXC…``).
+  ``QXC…``). "Light and Sound" and "Magic" are one kind when compared: both name Hallmark's
+  Magic line (light, sound, motion), and shops call one ornament either.
 * **Comparable name**: the name's words after removing what shops add or write differently —
-  the year, "Hallmark", "Keepsake", "Ornament", the words "Series", "a", "an", "the",
-  trademark signs, accents, punctuation and possessive "'s", condition words, the series
+  the year, "Hallmark", "Keepsake", "Ornament", the "Disney" label shops put before Disney
+  characters, the words "Series", "a", "an", "the", trademark signs, accents, punctuation and
+  apostrophes ("Mary's" agrees with "Marys" and with "Mary", "Claus's" with "Claus'"; but
+  "Marys" and "Mary" are two words), condition words, the series
   number phrase, the kind-flag words and any embedded SKU — with "&" read as "and".
   Every other word is kept: words that tell designs apart ("Photo Holder", "Niece",
   "and Donald") make another name.
@@ -42,7 +46,7 @@ FLAGS = (MINIATURE, LIGHT_AND_SOUND, MAGIC, SIGNED, LIMITED, CLUB)
 FIRST_KEEPSAKE_YEAR = 1973  # the first Keepsake line; "1955 Murray Champion" is a title
 LAST_YEAR = 2099
 
-_SKU = re.compile(r"^(?:\d{3,5})?(?P<number>[A-Z]{1,5}\d{3,5})(?P<suffix>SDB|MIB|NB|NT|DB)?$")
+_SKU = re.compile(r"^(?:\d{3,5})?(?P<number>[QX][A-Z]{1,4}\d{3,5})(?P<suffix>SDB|MIB|NB|NT|DB)?$")
 _SKU_CONDITION = {"NB": NO_BOX, "NT": NO_TAG, "DB": DAMAGED_BOX, "SDB": DAMAGED_BOX, "MIB": BOXED}
 # Item-number prefixes that fix a kind (Hallmark's QXM miniatures, QXC club, QLX Magic).
 _PREFIX_FLAGS = {"QXM": MINIATURE, "QXC": CLUB, "QLX": MAGIC}
@@ -71,29 +75,41 @@ _FLAG_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
 )
-_ORDINAL = r"(?P<number>\d{1,3})\s*(?:st|nd|rd|th)"
+_NUMBER_SIGN = r"(?:#\s*|\bno\.\s*|\bnumber\s+)"
 _SERIES_NUMBER: tuple[re.Pattern[str], ...] = (
-    # "46th in Series", "46th in the Frosty Friends Series" (at most six words in between)
-    re.compile(rf"\(?\b{_ORDINAL}\s+in\s+(?:the\s+)?(?:[\w']+\s+){{0,6}}?series\b\)?"),
-    re.compile(r"(?:#\s*|\bno\.\s*|\bnumber\s+)(?P<number>\d{1,3})\b"),
-    re.compile(rf"\b{_ORDINAL}$"),  # "1998 A Pony for Christmas 1st" (an OS slug style)
+    # "46th in Series", "#46 in the Frosty Friends Series" (at most six words in between)
+    re.compile(
+        rf"(?:{_NUMBER_SIGN}|\b)(?P<number>\d{{1,3}})(?:\s*(?:st|nd|rd|th))?"
+        r"\s+in\s+(?:the\s+)?(?:[\w']+\s+){0,6}?series\b"
+    ),
+    re.compile(rf"{_NUMBER_SIGN}(?P<number>\d{{1,3}})\b"),  # "#46", "No. 46"
+    re.compile(r"\b(?P<number>\d{1,3})\s*(?:st|nd|rd|th)$"),  # "1998 A Pony for Christmas 1st"
 )
+# What shops add: the maker, the line, the licence label before Disney characters, articles.
 _SHOP_WORDS = frozenset(
-    {"hallmark", "keepsake", "ornament", "ornaments", "series", "a", "an", "the"}
+    {"hallmark", "keepsake", "ornament", "ornaments", "series", "disney", "a", "an", "the"}
 )
 # A SKU inside a name ("... QX1234"): Hallmark numbers start with Q or X ("F-150" stays).
 _EMBEDDED_SKU = re.compile(r"^(?:\d{3,5})?(?:q[a-z]{0,4}|x[a-z]{1,4})\d{3,5}$")
 _MARKS = re.compile(r"[™®©℠]")
 _QUOTES = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "`": "'", "´": "'"})
+_S_POSSESSIVE = re.compile(r"(?<=s)'s\b")  # "Claus's" reads as "Claus'"
 _POSSESSIVE = re.compile(r"(?<=\w)'s\b")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 
 
 @dataclass(frozen=True)
 class NameForm:
-    """A name made comparable: its words, sorted text (word order ignored), squashed text."""
+    """A name made comparable, read two ways: `words` drops apostrophes ("Mary's" → "marys",
+    as shops that leave them out write it); `bare` drops a possessive "'s" ("Mary's" → "mary",
+    as shops that leave the possessive out write it). Names agree when either reading does."""
 
     words: tuple[str, ...]
+    bare: tuple[str, ...] = ()
+
+    @property
+    def bare_text(self) -> str:
+        return " ".join(sorted(self.bare or self.words))
 
     @property
     def sorted_text(self) -> str:
@@ -128,6 +144,11 @@ def sku_condition(sku: str | None) -> str | None:
     return _SKU_CONDITION.get(match.group("suffix") or "") if match else None
 
 
+def kind(flags: frozenset[str]) -> frozenset[str]:
+    """Flags as compared: "Light and Sound" and "Magic" both name Hallmark's Magic line."""
+    return frozenset(MAGIC if flag == LIGHT_AND_SOUND else flag for flag in flags)
+
+
 def item_number_flags(number: str | None) -> frozenset[str]:
     """Kind flags an item number fixes by its prefix ('QXM2797' → {'miniature'})."""
     for prefix, flag in _PREFIX_FLAGS.items():
@@ -155,6 +176,14 @@ def _keepsake_year(word: str) -> int | None:
     return None
 
 
+def _words(text: str) -> list[str]:
+    return [
+        word
+        for word in re.split(r"[^a-z0-9]+", text)
+        if word and word not in _SHOP_WORDS and not _EMBEDDED_SKU.match(word)
+    ]
+
+
 def parse_name(name: str) -> NameParts:
     """Apply the name rules (module docstring) to one listing name."""
     text = fold(name)
@@ -173,18 +202,17 @@ def parse_name(name: str) -> NameParts:
         match, text = _take(pattern, text)
         if match:
             flags.add(flag)
-    text = _POSSESSIVE.sub("", text).replace("'", "")
-    words = [
-        word
-        for word in re.split(r"[^a-z0-9]+", text)
-        if word and word not in _SHOP_WORDS and not _EMBEDDED_SKU.match(word)
-    ]
+    text = _S_POSSESSIVE.sub("", text)
+    words = _words(text.replace("'", ""))
+    bare = _words(_POSSESSIVE.sub("", text).replace("'", ""))
     year = None
     if words:
         year = _keepsake_year(words[0]) or _keepsake_year(words[-1])
     if year is not None:
         words = [word for word in words if word != str(year)]
-    return NameParts(NameForm(tuple(words)), year, series_number, frozenset(flags), condition)
+        bare = [word for word in bare if word != str(year)]
+    form = NameForm(tuple(words), tuple(bare) if bare != words else ())
+    return NameParts(form, year, series_number, frozenset(flags), condition)
 
 
 def offer_condition(name_condition: str, sku: str | None) -> str:
