@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from christmas_spiders.config import Config, Destination, Subscriber
 from christmas_spiders.distributed.worker import StandingWorker
-from christmas_spiders.storage import runs
+from christmas_spiders.storage import delisting, runs
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import (
     crawl_run_processes,
@@ -43,7 +43,7 @@ from webapi.auditor.worker import Worker as AuditWorker
 
 from .conftest import PROJECT_ROOT
 from .replica.client import Replica
-from .test_distributed import FAST, REDIS_URL
+from .test_distributed import FAST, REDIS_URL, expected_ids, stored
 from .test_scheduler import READY, SchedulerProcess, quiet_schedule
 
 OS = "ornament_shop_com"
@@ -490,3 +490,107 @@ def test_the_standing_worker_and_the_audit_worker_sweep_as_they_start(
     auditor.stop()  # start, then stop at once
     auditor.run()
     assert _status(engine, for_auditor) == ("failed", "abandoned")
+
+
+# -- two runs of one vendor at once --------------------------------------------------------------
+
+
+def test_two_runs_of_one_vendor_at_once_keep_their_own_counters_history_and_delisting(
+    replica_reset: Replica, engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """A manual crawl during a scheduled one, a price changed in between."""
+    env = _env(database_url, tmp_path)
+    arguments = {"base_url": replica_reset.base_urls[OS], "year": str(YEAR)}
+    log = tmp_path / "earlier.log"
+    _finish(_start_crawl(env, log, arguments), log)  # an earlier complete crawl of the year
+    total = len(stored(engine, OS))
+    assert total == len(expected_ids(replica_reset, OS, {YEAR}))
+
+    replica_reset.set_latency(400, OS)
+    scheduled_log, manual_log = tmp_path / "scheduled.log", tmp_path / "manual.log"
+    scheduled = _start_crawl(env, scheduled_log, arguments)
+    try:
+        first = _until(lambda: _run_of(engine, scheduled.pid), "the scheduled crawl opened")
+        with engine.connect() as holder:
+            # Holding the scheduled run's row keeps it open (its close waits to write the row)
+            # until the manual run has ended: the two runs are open at once, whatever the speed.
+            status = holder.execute(
+                sa.select(crawl_runs.c.status)
+                .where(crawl_runs.c.id == first)
+                .with_for_update(key_share=True)  # FOR NO KEY UPDATE: history rows still go in
+            ).scalar_one()
+            assert status == "running"
+            # A product the scheduled run has stored changes price; the manual run sees it.
+            seen = _until(
+                lambda: [
+                    row
+                    for vendor_product_id, row in stored(engine, OS).items()
+                    if vendor_product_id in _synced_since_run_start(engine, first)
+                    and row["price"] is not None
+                    and row["price"] > 1
+                ],
+                "the scheduled crawl stored a priced product",
+            )
+            changed = seen[0]
+            new_price = changed["price"] - 1
+            replica_reset.set_product(OS, changed["vendor_product_id"], price=str(new_price))
+            manual = _start_crawl(env, manual_log, arguments)
+            _finish(manual, manual_log)
+            second = _run_of(engine, manual.pid)
+            assert _status(engine, first) == ("running", None)
+            holder.rollback()
+        _finish(scheduled, scheduled_log)
+    finally:
+        if scheduled.poll() is None:
+            scheduled.kill()
+            scheduled.wait()
+
+    scheduled_run, manual_run = _run(engine, first), _run(engine, second)
+    for run in (scheduled_run, manual_run):
+        assert (run["status"], run["close_reason"]) == ("finished", "finished")
+        assert (run["items_created"], run["items_dropped"], run["errors"]) == (0, 0, 0)
+        assert run["stats"]["delisted"] == 0
+        assert run["stats"]["seen_per_year"] == {str(YEAR): total}
+    counters = [
+        (run["items_updated"], run["items_unchanged"]) for run in (scheduled_run, manual_run)
+    ]
+    assert counters == [(0, total), (1, total - 1)]
+    with engine.connect() as connection:
+        history = connection.execute(
+            sa.select(
+                product_changes.c.product_id,
+                product_changes.c.kind,
+                product_changes.c.field,
+                product_changes.c.new_value,
+                product_changes.c.crawl_run_id,
+            ).where(product_changes.c.crawl_run_id.in_([first, second]))
+        ).all()
+    assert history == [(changed["id"], "changed", "price", str(new_price), second)]
+    assert _delisted(engine) == (0, 0)
+    now = stored(engine, OS)
+    assert len(now) == total and now[changed["vendor_product_id"]]["price"] == new_price
+
+
+def test_a_run_does_not_delist_what_it_stored_when_an_older_write_commits_after(
+    replica_reset: Replica, engine: Engine
+) -> None:
+    """The race behind the test above, made deterministic on two connections: the manual run's
+    batch began (its now()) before the scheduled run opened, but wrote the product after the
+    scheduled run had stored it. The product must not look unseen to the scheduled run."""
+    _seed_year(engine, replica_reset)
+    item = dataclasses.asdict(replica_reset.expected_items(OS, {YEAR})[0])
+    with engine.connect() as manual_batch:
+        manual_batch.execute(sa.select(sa.func.now()))  # its transaction (and now()) begins
+        with engine.begin() as connection:
+            scheduled = _open_run(connection)
+            runs.enter_run(connection, scheduled)
+        with engine.begin() as connection:
+            upsert_products(connection, [item], scheduled)  # the scheduled run stores it
+        upsert_products(manual_batch, [item])  # the older write lands after
+        manual_batch.commit()
+    with engine.begin() as connection:
+        since = runs.started_at(connection, scheduled)
+        assert delisting.seen_per_year(connection, OS, [YEAR], since) == {YEAR: 1}
+        delisted = delisting.delist_unseen(connection, OS, [YEAR], since, scheduled)
+        total = len(replica_reset.expected_items(OS, {YEAR}))
+        assert delisted == total - 1  # every other product of the year, not the one it stored

@@ -92,7 +92,9 @@ def _upsert_statement() -> sa.Executable:
         index_elements=[products.c.vendor, products.c.vendor_key],
         set_={
             **{column: new[column] for column in ITEM_COLUMNS},
-            "last_synced_at": now,
+            # Never back in time: a batch that began before another run's write but lands after
+            # it must not make the product look unseen to that run (storage.delisting).
+            "last_synced_at": sa.func.greatest(products.c.last_synced_at, now),
             "delisted_at": None,
             "updated_at": sa.case((changed, now), else_=products.c.updated_at),
         },
