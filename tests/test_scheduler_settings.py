@@ -13,8 +13,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from christmas_spiders import config
+from christmas_spiders.config.schedule import DAY, HOUR, JobKind, Schedule, parse_duration
 from christmas_spiders.scheduling import triggers
-from christmas_spiders.scheduling.settings import DAY, HOUR, JobKind, Schedule, parse_duration
 from christmas_spiders.vendors import VENDORS
 
 

@@ -1,8 +1,7 @@
 """The scheduler process (``python scheduler.py``; README "Scheduler").
 
-* ``settings`` — the ``schedule`` configuration option: its structure, defaults and validation
-  (imported by ``christmas_spiders.config``, so it stays light).
-* ``triggers`` — APScheduler triggers built from it, spread over the day with stable offsets.
+* ``triggers`` — APScheduler triggers built from the ``schedule`` configuration option
+  (``christmas_spiders.config.schedule``), spread over the day with stable offsets.
 * ``years``    — the years each shop lists: its year index, or the year-link cache.
 * ``store``    — the PostgreSQL job store, the advisory locks, the control channel.
 * ``runner``   — runs one crawl: a child ``scrapy crawl``, or a run announced for the standing

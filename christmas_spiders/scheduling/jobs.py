@@ -32,9 +32,9 @@ from apscheduler.util import obj_to_ref
 from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
+from christmas_spiders.config.schedule import Schedule, format_duration
 from christmas_spiders.scheduling import triggers, years
 from christmas_spiders.scheduling.runner import Crawl, CrawlRunner
-from christmas_spiders.scheduling.settings import Schedule, format_duration
 from christmas_spiders.scheduling.store import StoreLock
 from christmas_spiders.storage.schema import products
 

@@ -40,8 +40,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from christmas_spiders.config import PROJECT_ROOT, Config
+from christmas_spiders.config.schedule import format_duration
 from christmas_spiders.distributed import announce, connection, keys, run
-from christmas_spiders.scheduling.settings import format_duration
 from christmas_spiders.scheduling.store import DATABASE_ERRORS, one_line
 from christmas_spiders.storage import runs
 from christmas_spiders.storage.schema import crawl_runs

@@ -32,9 +32,9 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 
 from christmas_spiders.config import Config
+from christmas_spiders.config.schedule import format_duration
 from christmas_spiders.scheduling import jobs, store, triggers, years
 from christmas_spiders.scheduling.runner import CrawlRunner
-from christmas_spiders.scheduling.settings import format_duration
 from christmas_spiders.storage import get_engine, heartbeats, runs, upgrade
 from christmas_spiders.vendors import VENDORS
 

@@ -24,7 +24,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from christmas_spiders.scheduling.settings import JobKind, format_duration
+from christmas_spiders.config.schedule import JobKind, format_duration
 from christmas_spiders.vendors import VENDORS
 
 # Interval triggers count from here (a fixed origin: a restart builds the same trigger).
