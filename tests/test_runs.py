@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -594,3 +595,54 @@ def test_a_run_does_not_delist_what_it_stored_when_an_older_write_commits_after(
         delisted = delisting.delist_unseen(connection, OS, [YEAR], since, scheduled)
         total = len(replica_reset.expected_items(OS, {YEAR}))
         assert delisted == total - 1  # every other product of the year, not the one it stored
+
+
+def _waiting_for_a_lock(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return bool(
+            connection.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_run_delisting_while_another_stores_the_same_products_does_not_deadlock(
+    replica_reset: Replica, engine: Engine
+) -> None:
+    """The other run's batch locks products in key order; so must the delisting, or the two
+    wait for each other (PostgreSQL then aborts one: a lost batch or a run never closed)."""
+    low, high = sorted(
+        (dataclasses.asdict(item) for item in replica_reset.expected_items(OS, {YEAR})[:2]),
+        key=lambda item: item["vendor_product_id"],
+    )
+    for item in (high, low):  # on disk in the other order than the keys
+        with engine.begin() as connection:
+            upsert_products(connection, [item])
+    with engine.begin() as connection:
+        closing = _open_run(connection)
+        since = runs.started_at(connection, closing)
+    outcome: dict[str, Any] = {}
+
+    def close_the_run() -> None:
+        try:
+            with engine.begin() as connection:
+                outcome["delisted"] = delisting.delist_unseen(
+                    connection, OS, [YEAR], since, closing
+                )
+        except sa.exc.DBAPIError as error:
+            outcome["error"] = error
+
+    with engine.connect() as other_run:
+        upsert_products(other_run, [low])  # its batch holds the first product…
+        closer = threading.Thread(target=close_the_run)
+        closer.start()
+        _until(lambda: _waiting_for_a_lock(engine), "the delisting waits for the batch")
+        upsert_products(other_run, [high])  # …then takes the second
+        other_run.commit()
+    closer.join(WAIT)
+    assert not closer.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["delisted"] == 0  # the other run stored both after the closing run began

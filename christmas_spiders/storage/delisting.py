@@ -59,16 +59,28 @@ def previous_counts(connection: Connection, vendor: str, before_run: int) -> dic
 def delist_unseen(
     connection: Connection, vendor: str, years: Iterable[int], since: datetime, run_id: int
 ) -> int:
-    """Mark listed products of these years not synced since `since` as delisted."""
+    """Mark listed products of these years not synced since `since` as delisted.
+
+    The rows are locked first in key order, the order in which another run's batches lock
+    them (storage.products), so a run delisting while another one stores the same vendor's
+    products never deadlocks with it; a product that run stores meanwhile is not delisted.
+    """
+    unseen = (
+        products.c.vendor == vendor,
+        products.c.release_year.in_(list(years)),
+        products.c.last_synced_at < since,
+        products.c.delisted_at.is_(None),
+    )
+    ids = connection.execute(
+        sa.select(products.c.id)
+        .where(*unseen)
+        .order_by(products.c.vendor, products.c.vendor_key)
+        .with_for_update()
+    ).scalars()
     set_crawl_run(connection, run_id)
     return connection.execute(
         sa.update(products)
-        .where(
-            products.c.vendor == vendor,
-            products.c.release_year.in_(list(years)),
-            products.c.last_synced_at < since,
-            products.c.delisted_at.is_(None),
-        )
+        .where(products.c.id.in_(list(ids)), *unseen)
         .values(delisted_at=sa.func.now())
     ).rowcount
 
