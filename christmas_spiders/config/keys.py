@@ -105,6 +105,7 @@ class Config:
     crawl_worker_timeout_seconds: float = _option(
         _redis.WORKER_TIMEOUT_SECONDS, f.number(2.0, 3600.0)
     )
+    crawl_lease_seconds: float = _option(_redis.REQUEST_LEASE_SECONDS, f.number(2.0, 3600.0))
     year_links_ttl_seconds: int = _option(_redis.YEAR_LINKS_TTL_SECONDS, f.integer(1, 365 * 86400))
     shop_max_concurrency: int = _option(_redis.SHOP_MAX_CONCURRENCY, f.integer(1, 1000))
     shop_requests_per_second: float = _option(

@@ -16,8 +16,12 @@ RUN_TTL_SECONDS = 6 * 3600
 # A worker stops once its run has had an empty queue and no busy worker for this long.
 IDLE_SECONDS = 10.0
 # A worker that has not reported for this long is presumed dead: it no longer holds the run
-# open, and the run ends failed (its in-flight requests may be lost).
+# open, and the requests it had taken go back to the queue for the others.
 WORKER_TIMEOUT_SECONDS = 60.0
+# A request taken from the shared queue is leased, not removed: its worker renews the lease at
+# every report until it is done with the request (response parsed, items stored). A lease not
+# renewed for this long (the worker died or hangs) puts the request back in the queue.
+REQUEST_LEASE_SECONDS = 60.0
 # Year → category links of each shop are cached this long.
 YEAR_LINKS_TTL_SECONDS = 7 * 86400
 # The politeness budget of one shop, shared by every worker of every run.
