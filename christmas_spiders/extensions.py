@@ -239,7 +239,9 @@ class CrawlRunRecorder:
                 )
                 stats.set_value("delisted", count)
             return
+        # Retries used up, or a Retry-After longer than we wait for (middlewares.py).
         gave_up = stats.get_value("retry/max_reached", 0)
+        gave_up += stats.get_value("retry/retry_after_too_long", 0)
         if gave_up:
             # A page we gave up on may have listed products this crawl then never saw.
             stats.set_value("delisted/skipped_gave_up", gave_up)
@@ -268,9 +270,11 @@ class CrawlRunRecorder:
             else:
                 complete.append(year)
         stats.set_value(delisting.SEEN_STAT, {str(year): seen[year] for year in complete})
+        # A product page found but not read (robots.txt, too large, a redirect loop) is not gone.
+        unread = getattr(spider, "unread_links", ())
         stats.set_value(
             "delisted",
-            delisting.delist_unseen(connection, vendor, complete, started, self.run_id),
+            delisting.delist_unseen(connection, vendor, complete, started, self.run_id, unread),
         )
 
     def _summary(

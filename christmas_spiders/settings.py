@@ -36,12 +36,23 @@ DOWNLOAD_TIMEOUT = 30
 RETRY_TIMES = 7  # with the backoff: 90-150 s of retries, longer than a one-minute outage
 RETRY_BACKOFF_BASE = 1.0
 RETRY_BACKOFF_MAX = 60.0
+# A Retry-After is honoured in full up to 15 min; a shop asking for longer is not retried (the
+# request gives up and the next crawl fetches it) rather than retried sooner than it asked.
+RETRY_AFTER_MAX = 900.0
+# Hostile pages: a redirect chain longer than this is a loop; a page over DOWNLOAD_MAXSIZE is
+# refused: 12× the largest page of the replica's 20,000-product catalog (a HooH year in
+# view-all mode, 0.7 MB); a warning at 3×.
+REDIRECT_MAX_TIMES = 10
+DOWNLOAD_WARNSIZE = 2 * 1024 * 1024
+DOWNLOAD_MAXSIZE = 8 * 1024 * 1024
 # Year listings asked for at once; each, once read, asks for the next (spiders/_vendor.py).
 # One keeps a HooH crawler flat (141 MB at 20,000 products, 130 at 5,000) at no cost in speed.
 YEAR_LISTINGS_AT_ONCE = 1
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "christmas_spiders.middlewares.BackoffRetryMiddleware": 550,
+    # After decompression (590): a page declared UTF-8 but in a legacy encoding is read as such.
+    "christmas_spiders.middlewares.CharsetMiddleware": 580,
     # Renders requests that carry meta["render"] in headless Chromium (HO year grids only).
     "christmas_spiders.rendering.SeleniumMiddleware": 950,
 }

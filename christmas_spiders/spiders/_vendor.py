@@ -10,6 +10,10 @@ a crawl of some years whose category links are all cached skips the year index; 
 that answers 404/410 is dropped and the index read again. With Redis, a worker joining a run
 (``-a run_id=``) takes the run's arguments, and what the run learns (years crawled, a gone
 product) is recorded in the run for whichever worker ends it.
+
+A product page the crawl could not read — forbidden by robots.txt, over DOWNLOAD_MAXSIZE, a
+redirect loop, retries given up — is counted (``pages/unread/<reason>``) and its link kept in
+``unread_links``: the crawl-run recorder does not delist it as gone.
 """
 
 from __future__ import annotations
@@ -22,8 +26,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import scrapy
 import sqlalchemy as sa
+from scrapy import signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DownloadCancelledError, IgnoreRequest
 from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
 
 from christmas_spiders import arguments
 from christmas_spiders.config import Config
@@ -40,6 +48,10 @@ logger = logging.getLogger(__name__)
 # for the last few, held below it (see _parse_year_listing).
 YEAR_LISTING_PRIORITY = -1
 HELD_PRIORITY = -2
+
+# IgnoreRequest messages of Scrapy's robots.txt and redirect middlewares (other IgnoreRequests,
+# such as a request handed back to the shared queue, are not pages lost).
+_IGNORED = {"Forbidden by robots.txt": "robots_txt", "max redirections reached": "redirect_loop"}
 
 
 def stored_link(config: Config, vendor: str, product_id: int) -> str:
@@ -107,6 +119,7 @@ class VendorSpider(scrapy.Spider):
         }
         self.run_id = arguments.parse_run_id(run_id)
         self.year_listings_asked: set[str] = set()
+        self.unread_links: set[str] = set()  # product pages not read (see the module doc)
 
     @classmethod
     def check_arguments(cls, spider_arguments: dict[str, Any], config: Config) -> dict[str, Any]:
@@ -151,6 +164,7 @@ class VendorSpider(scrapy.Spider):
         # What crawl_runs.arguments records (base_url included: a replica run is not a live one).
         spider.run_arguments = checked["arguments"]
         spider.year_link_cache = yearlinks.for_config(config)
+        crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
         return spider
 
     # -- navigation ------------------------------------------------------------------------------
@@ -161,6 +175,7 @@ class VendorSpider(scrapy.Spider):
             yield scrapy.Request(
                 url,
                 callback=self.parse_product,
+                errback=self.product_failed,
                 cb_kwargs={"year": None},
                 # A gone product page is news here: the product gets delisted (E22).
                 meta={"handle_httpstatus_list": [404, 410]},
@@ -323,6 +338,40 @@ class VendorSpider(scrapy.Spider):
 
     def parse_category(self, response: Response, year: int) -> Iterable[scrapy.Request]:
         raise NotImplementedError
+
+    # -- pages the crawl could not read --------------------------------------------------------
+
+    def product_failed(self, failure: Failure) -> None:
+        """Errback of product pages. A 404/410 is news (the product is gone and will be
+        delisted); any other failure leaves the product as stored."""
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            if status in (404, 410):
+                self.crawler.stats.inc_value("pages/skipped/not_found")
+                logger.info("%s: the product page is gone (%d)", failure.request.url, status)
+                return
+            reason = f"http_{status}"
+        elif failure.check(DownloadCancelledError):
+            reason = "too_large"  # DOWNLOAD_MAXSIZE: nothing else cancels a download
+        elif failure.check(IgnoreRequest):
+            reason = _IGNORED.get(str(failure.value), "")
+            if not reason:
+                return
+        else:
+            reason = failure.type.__name__ if failure.type else "error"
+        self.note_unread(failure.request, reason)
+
+    def request_dropped(self, request: scrapy.Request) -> None:
+        """A redirect back to a URL of its own chain is dropped by the duplicate filter, before
+        REDIRECT_MAX_TIMES: a loop."""
+        if request.url in request.meta.get("redirect_urls", ()):
+            self.note_unread(request, "redirect_loop")
+
+    def note_unread(self, request: scrapy.Request, reason: str) -> None:
+        url = request.meta.get("redirect_urls", [request.url])[0]  # as the listing linked it
+        self.unread_links.add(url)
+        self.crawler.stats.inc_value(f"pages/unread/{reason}")
+        logger.warning("%s: page not read (%s); its product stays as stored", url, reason)
 
     # -- product pages ---------------------------------------------------------------------------
 

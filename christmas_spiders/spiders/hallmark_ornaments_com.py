@@ -73,7 +73,12 @@ class HallmarkOrnamentsSpider(VendorSpider):
                 listing.expected_count,
             )
         for url in listing.products:
-            yield scrapy.Request(url, callback=self.parse_product, cb_kwargs={"year": year})
+            yield scrapy.Request(
+                url,
+                callback=self.parse_product,
+                errback=self.product_failed,
+                cb_kwargs={"year": year},
+            )
         if listing.next_page:
             if page < MAX_LISTING_PAGES:
                 yield self.category_request(listing.next_page, year, page + 1, render=rendered)

@@ -59,14 +59,25 @@ class HookedOnHallmarkSpider(VendorSpider):
             else:
                 self.logger.warning("%s: stopped paging after %d pages", response.url, page)
 
-    def listed_product_request(self, url: str, year: int) -> scrapy.Request:
+    def listed_product_request(
+        self, url: str, year: int, redirect_urls: tuple[str, ...] = ()
+    ) -> scrapy.Request:
         """A product page found in a listing. Its redirects are followed here, not by Scrapy: a
-        retired product 301s to its year category (E21), which this crawl reads anyway."""
+        retired product 301s to its year category (E21), which this crawl reads anyway. The
+        chain is kept as Scrapy keeps it (``redirect_urls``), so a loop is caught the same way:
+        by the duplicate filter, or after REDIRECT_MAX_TIMES."""
+        meta: dict[str, Any] = {
+            "dont_redirect": True,
+            "handle_httpstatus_list": [301, 302, 303, 307, 308],
+        }
+        if redirect_urls:
+            meta["redirect_urls"] = list(redirect_urls)
         return scrapy.Request(
             url,
             callback=self.parse_listed_product,
+            errback=self.product_failed,
             cb_kwargs={"year": year},
-            meta={"dont_redirect": True, "handle_httpstatus_list": [301, 302, 303, 307, 308]},
+            meta=meta,
         )
 
     def parse_listed_product(self, response: Response, year: int) -> Iterable[Any]:
@@ -74,8 +85,11 @@ class HookedOnHallmarkSpider(VendorSpider):
             yield from self.parse_product(response, year)
             return
         target = response.urljoin(response.headers.get("Location", b"").decode("latin-1"))
-        if parser.is_product_url(target):  # a renamed product or an alias
-            yield self.listed_product_request(target, year)
+        chain = (*response.meta.get("redirect_urls", ()), response.url)
+        if len(chain) > self.settings.getint("REDIRECT_MAX_TIMES"):
+            self.note_unread(response.request, "redirect_loop")
+        elif parser.is_product_url(target):  # a renamed product or an alias
+            yield self.listed_product_request(target, year, chain)
         else:
             self.crawler.stats.inc_value("pages/skipped/redirected_to_listing")
             self.logger.info("%s: redirects to %s, no longer a product page", response.url, target)

@@ -7,7 +7,7 @@ complete crawl of that vendor × year found — delists nothing for that year.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -57,9 +57,15 @@ def previous_counts(connection: Connection, vendor: str, before_run: int) -> dic
 
 
 def delist_unseen(
-    connection: Connection, vendor: str, years: Iterable[int], since: datetime, run_id: int
+    connection: Connection,
+    vendor: str,
+    years: Iterable[int],
+    since: datetime,
+    run_id: int,
+    keep_links: Collection[str] = (),
 ) -> int:
-    """Mark listed products of these years not synced since `since` as delisted.
+    """Mark listed products of these years not synced since `since` as delisted, except those
+    whose page the crawl found but could not read (`keep_links`).
 
     The rows are locked first in key order, the order in which another run's batches lock
     them (storage.products), so a run delisting while another one stores the same vendor's
@@ -70,6 +76,7 @@ def delist_unseen(
         products.c.release_year.in_(list(years)),
         products.c.last_synced_at < since,
         products.c.delisted_at.is_(None),
+        products.c.link.not_in(list(keep_links)),
     )
     ids = connection.execute(
         sa.select(products.c.id)

@@ -5,6 +5,8 @@
     replica.expected_items("hallmark_ornaments_com")    # [ExpectedItem, ...] of §C2
     replica.set_product("ornament_shop_com", "1036", price="12.50")
     replica.throttle("hookedonhallmark_com", every=3)   # None = all three shops
+    replica.faults("ornament_shop_com", {"kind": "reset"}, path="/some-product/")
+    replica.disallow("ornament_shop_com", "/some-product/")   # a robots.txt line
     replica.stats("hookedonhallmark_com")["by_kind"]["product"]
     replica.reset()
 
@@ -108,6 +110,19 @@ class Replica:
         body = {"every": every, "burst": burst, "status": status, "retry_after": retry_after}
         for name in self._each(vendor):
             self.control(name, "POST", "/throttle", body)
+
+    def faults(
+        self, vendor: str, *faults: dict[str, Any], path: str | None = None, skip: int = 0
+    ) -> dict[str, Any]:
+        """Hostile answers (tests/replica/faults.py) for the shop's next requests after `skip`,
+        or for one path; each fault e.g. {"kind": "429", "retry_after": 120, "times": 1}.
+        No faults switches them off."""
+        body = {"path": path, "skip": skip, "faults": list(faults)}
+        return self.control(vendor, "POST", "/faults", body)
+
+    def disallow(self, vendor: str, *paths: str) -> None:
+        """Add `Disallow:` lines for these paths to the shop's robots.txt."""
+        self.control(vendor, "POST", "/robots", {"disallow": list(paths)})
 
     def set_latency(self, milliseconds: int, vendor: str | None = None) -> None:
         for name in self._each(vendor):

@@ -9,6 +9,9 @@ disallows it). It reads the ground truth and changes the running shop:
          "sku": ..., "gone": true}
     POST /__replica__/throttle   {"every": 5, "burst": 0, "status": 429, "retry_after": 1}
     POST /__replica__/latency    {"ms": 200}
+    POST /__replica__/faults     {"path": "/x_p_1.html" (optional: else the shop's next
+         requests), "skip": 0, "faults": [{"kind": "reset", "times": 1}, ...]} (faults.py)
+    POST /__replica__/robots     {"disallow": ["/x_p_1.html", ...]}  lines added to robots.txt
     GET  /__replica__/stats      request counts by path kind and status, most in flight at once
     POST /__replica__/reset      drop overrides, counts, throttle and latency changes
 
@@ -25,10 +28,11 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from .catalog import category_record, product_record
+from .faults import Fault, FaultPlan
 from .models import AVAILABLE, EXPECT_GONE, EXPECT_ITEM, PREORDER, STATUS_OK, UNAVAILABLE
 from .products import AVAILABILITY_TEXTS
 from .shops.base import Shop
-from .state import Throttle
+from .state import ShopState, Throttle
 
 PREFIX = "/__replica__"
 _PRODUCT = re.compile(r"/(?:catalog|products)/(\d+)")
@@ -77,6 +81,16 @@ def _route(shop: Shop, request: Request, origin: str, path: str) -> Response:
             raise ControlError(400, "latency 'ms' must be a non-negative integer")
         state.latency_ms = milliseconds
         return _json({"vendor": shop.vendor, "latency_ms": milliseconds})
+    if (method, path) == ("POST", "/faults"):
+        return _json({"vendor": shop.vendor, **_set_faults(state, _body(request))})
+    if (method, path) == ("POST", "/robots"):
+        disallow = _body(request).get("disallow", [])
+        if not isinstance(disallow, list) or not all(
+            isinstance(item, str) and item.startswith("/") for item in disallow
+        ):
+            raise ControlError(400, "robots 'disallow' must be a list of paths starting with /")
+        state.robots_disallow = tuple(disallow)
+        return _json({"vendor": shop.vendor, "disallow": disallow})
     if product_match and method in ("GET", "POST"):
         product = state.by_id(product_match[1])
         if product is None:
@@ -166,6 +180,25 @@ def _changes(shop: Shop, body: dict[str, Any]) -> dict[str, Any]:
         changes["status"] = shop.deleted_status if gone else STATUS_OK
         changes["expect"] = EXPECT_GONE if gone else EXPECT_ITEM
     return changes
+
+
+def _set_faults(state: ShopState, body: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(body) - {"path", "skip", "faults"})
+    if unknown:
+        raise ControlError(400, f"unknown field(s) {', '.join(unknown)}; use path, skip, faults")
+    path, skip, faults = body.get("path"), body.get("skip", 0), body.get("faults", [])
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        raise ControlError(400, "faults 'path' must be a path starting with / (or absent)")
+    if not isinstance(skip, int) or skip < 0:
+        raise ControlError(400, "faults 'skip' must be a non-negative integer")
+    if not isinstance(faults, list):
+        raise ControlError(400, "'faults' must be a list of faults ([] switches them off)")
+    try:
+        plan = FaultPlan([Fault.from_json(fault) for fault in faults], skip) if faults else None
+    except ValueError as error:
+        raise ControlError(400, str(error)) from None
+    state.set_faults(plan, path)
+    return {"path": path, **(plan.as_json() if plan else {"skip": 0, "faults": []})}
 
 
 def _throttle(body: dict[str, Any]) -> Throttle:

@@ -18,7 +18,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from . import control
+from . import control, faults
 from .catalog import Catalog
 from .models import VENDORS
 from .shops import SHOP_CLASSES, Shop
@@ -70,10 +70,13 @@ class ReplicaApp:
             return control.handle(shop, request)
         state = shop.state
         with state.serving():
-            throttle = state.take_throttle()
+            fault = state.take_fault(request.path)
+            throttle = state.take_throttle() if fault is None else None
             if state.latency_ms:
                 time.sleep(state.latency_ms / 1000)
-            if throttle is not None:
+            if fault is not None and fault.kind in faults.ANSWERS:
+                kind, response = "faulted", faults.answer(fault, request)
+            elif throttle is not None:
                 kind, response = "throttled", _throttled(throttle)
             else:
                 try:
@@ -81,6 +84,8 @@ class ReplicaApp:
                 except Exception:  # one broken page must not take the shop down; tests see 500
                     log.exception("%s: error rendering %s", shop.vendor, request.full_path)
                     kind, response = "error", Response("internal error\n", 500)
+                if fault is not None:
+                    response = faults.hostile_page(fault, response, request)
             state.record(kind, response.status_code)
         return response
 

@@ -1,4 +1,5 @@
-"""What changes while a replica runs: product overrides, throttling, latency, request counts.
+"""What changes while a replica runs: product overrides, throttling, latency, fault plans,
+robots.txt lines, request counts.
 
 One `ShopState` per shop origin. The generated catalog stays immutable; an override is a small
 dict of field changes applied whenever the product is read, so the control API can change a
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .catalog import ShopCatalog
+from .faults import Fault, FaultPlan
 from .models import Product
 
 
@@ -52,6 +54,10 @@ class ShopState:
         self._throttled = 0
         self._in_flight = 0
         self._max_in_flight = 0
+        self.fault_plan: FaultPlan | None = None  # the shop's next requests
+        self.path_plans: dict[str, FaultPlan] = {}  # the requests of one path
+        self.robots_disallow: tuple[str, ...] = ()  # added to robots.txt
+        self._faulted: Counter[str] = Counter()
 
     # --- products ---------------------------------------------------------------------------
 
@@ -100,6 +106,27 @@ class ShopState:
                 self._throttled += 1
             return throttle if hit else None
 
+    def set_faults(self, plan: FaultPlan | None, path: str | None = None) -> None:
+        """The fault plan of the shop's next requests, or of one path; None removes it."""
+        with self._lock:
+            if path is None:
+                self.fault_plan = plan
+            elif plan is None:
+                self.path_plans.pop(path, None)
+            else:
+                self.path_plans[path] = plan
+
+    def take_fault(self, path: str) -> Fault | None:
+        """The fault answering this request (its path's plan first), or None."""
+        with self._lock:
+            plan = self.path_plans.get(path)
+            fault = plan.take() if plan is not None else None
+            if fault is None and self.fault_plan is not None:
+                fault = self.fault_plan.take()
+            if fault is not None:
+                self._faulted[fault.kind] += 1
+            return fault
+
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
         """Count a request in flight while it is answered (stats: most at once)."""
@@ -125,6 +152,7 @@ class ShopState:
                 "by_status": dict(self._by_status),
                 "throttled": self._throttled,
                 "max_in_flight": self._max_in_flight,
+                "faulted": dict(self._faulted),
             }
 
     def reset(self) -> None:
@@ -139,3 +167,7 @@ class ShopState:
             self._by_status.clear()
             self._throttled = 0
             self._max_in_flight = self._in_flight
+            self.fault_plan = None
+            self.path_plans.clear()
+            self.robots_disallow = ()
+            self._faulted.clear()

@@ -161,7 +161,8 @@ class Shop:
 
     def _robots(self, page: Page, match: re.Match[str]) -> Response:
         lines = ["User-agent: *", "Disallow: /__replica__/"]
-        lines += [f"Disallow: {path}" for path in self.robots_disallow]
+        disallowed = (*self.robots_disallow, *self.state.robots_disallow)
+        lines += [f"Disallow: {path}" for path in disallowed]
         lines.append(f"Sitemap: {page.url(self.sitemap_path)}")
         return Response("\n".join(lines) + "\n", content_type="text/plain; charset=utf-8")
 
