@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from christmas_spiders.config import Config, Destination, Subscriber
 from christmas_spiders.distributed.worker import StandingWorker
+from christmas_spiders.scheduling.runner import Crawl, CrawlRunner, Outcome
 from christmas_spiders.storage import delisting, runs
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import (
@@ -646,3 +647,48 @@ def test_a_run_delisting_while_another_stores_the_same_products_does_not_deadloc
     assert not closer.is_alive()
     assert "error" not in outcome, outcome.get("error")
     assert outcome["delisted"] == 0  # the other run stored both after the closing run began
+
+
+def test_a_scheduled_crawl_swept_before_the_scheduler_recorded_it_gets_the_true_reason(
+    replica_reset: Replica,
+    engine: Engine,
+    settings: Config,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduler's runner records how its killed child ended, even when a sweep (say, a
+    crawl starting meanwhile) closed the child's run as abandoned first."""
+    for name, value in _env(database_url, tmp_path).items():
+        monkeypatch.setenv(name, value)  # the children's environment
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    replica_reset.set_latency(400, OS)
+    runner = CrawlRunner(settings, engine, threading.Event())
+    crawl = Crawl("test", OS, {"year": str(YEAR), "base_url": replica_reset.base_urls[OS]}, 3600)
+    outcome: list[Outcome] = []
+    thread = threading.Thread(target=lambda: outcome.append(runner.run(crawl)))
+    thread.start()
+    try:
+        child = _until(
+            lambda: [p for p in psutil.Process().children() if "crawl" in p.cmdline()],
+            "the scheduled crawl started",
+        )[0]
+        run_id = _until(lambda: _run_of(engine, child.pid), "the crawl entered its run")
+        with engine.connect() as holder:
+            holder.execute(
+                sa.select(crawl_runs.c.id).where(crawl_runs.c.id == run_id).with_for_update()
+            )
+            child.kill()  # the runner reaps it, then waits for the row to record its end
+            _until(lambda: _waiting_for_a_lock(engine), "the runner records the crawl")
+            assert runs.sweep_abandoned(holder, unjoined_after=3600) == [run_id]
+            holder.commit()
+        thread.join(WAIT)
+    finally:
+        for process in psutil.Process().children(recursive=True):
+            if "crawl" in process.cmdline():
+                process.kill()
+        thread.join(WAIT)
+    [result] = outcome
+    reason = "ended without recording its end (killed by SIGKILL)"
+    assert (result.status, result.reason) == ("failed", reason)
+    assert _status(engine, run_id) == ("failed", reason)

@@ -13,8 +13,9 @@
 * **Records**: the crawl's own extension writes its ``crawl_runs`` row (counters, status).
   Afterwards the runner adds ``scheduler/job_id``, ``scheduler/exit_status``,
   ``scheduler/duration_seconds`` (and ``scheduler/stopped``) to the row's ``stats``; a row the
-  crawl left ``running`` (it was killed) is closed ``failed`` with the reason, and a crawl that
-  died before opening its row (a bad argument, no database) gets a ``failed`` row of its own.
+  crawl left ``running`` (it was killed; or a sweep closed it ``abandoned`` meanwhile) is closed
+  ``failed`` with the reason, and a crawl that died before opening its row (a bad argument, no
+  database) gets a ``failed`` row of its own.
   The child's row is found by the tag the runner hands it (Scrapy setting ``CRAWL_RUN_TAG``,
   kept in the row's stats).
 """
@@ -263,7 +264,9 @@ class CrawlRunner:
         if row is None:  # it died before opening its run (a bad argument, no database…)
             run_id = runs.start_run(db, crawl.vendor, crawl.arguments)
             reason = stopped or f"no crawl run recorded ({describe_exit(code)})"
-        elif row.status == "running":  # killed before it could record its end
+        elif row.status == "running" or row.close_reason == runs.ABANDONED:
+            # Killed before it could record its end (and maybe swept meanwhile, see runs.sweep):
+            # the runner knows how it ended.
             run_id = row.id
             reason = stopped or f"ended without recording its end ({describe_exit(code)})"
         else:
