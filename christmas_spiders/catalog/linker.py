@@ -152,8 +152,8 @@ def listing_from_item(item: Mapping[str, Any]) -> Listing:
     assert vendor is not None and name is not None
     sku, link = _text(item, "sku"), _text(item, "link")
     release_year = _number(item, "release_year")
-    parts = rules.parse_name(name)
-    year = parts.year or release_year
+    parts = rules.parse_name(name, release_year)
+    year = parts.year
     if year is None:
         raise InvalidListing("release_year is missing and the name carries no year")
     if not rules.FIRST_KEEPSAKE_YEAR <= year <= rules.LAST_YEAR:

@@ -22,14 +22,14 @@ product page for it (an item of vendor-sites.md §C2). The rules:
   item numbers ``QLX…``), ``signed``, ``limited``, ``club`` ("Club", "KOC", item numbers
   ``QXC…``). "Light and Sound" and "Magic" are one kind when compared: both name Hallmark's
   Magic line (light, sound, motion), and shops call one ornament either.
-* **Comparable name**: the name's words after removing what shops add or write differently —
-  the year, "Hallmark", "Keepsake", "Ornament", the "Disney" label shops put before Disney
-  characters, the words "Series", "a", "an", "the", trademark signs, accents, punctuation and
-  apostrophes ("Mary's" agrees with "Marys" and with "Mary", "Claus's" with "Claus'"; but
-  "Marys" and "Mary" are two words), condition words, the series
-  number phrase, the kind-flag words and any embedded SKU — with "&" read as "and".
-  Every other word is kept: words that tell designs apart ("Photo Holder", "Niece",
-  "and Donald") make another name.
+* **Comparable name**: the name's words after removing what shops add or write differently:
+  the year (wherever it stands), "Hallmark", "Keepsake", "Ornament", the "Disney" label shops
+  put before Disney characters, the words "Series", "a", "an", "the", trademark signs,
+  accents, punctuation, condition words, the series number phrase, the kind-flag words and
+  any embedded SKU; "&" reads "and", "First" reads "1st". Apostrophes are dropped and a
+  possessive read both ways: "Mary's" agrees with "Marys" and with "Mary", "Claus's" with
+  "Claus'" (but "Marys" and "Mary" are two words). Every other word is kept: words that tell
+  designs apart ("Photo Holder", "Niece", "and Donald") make another name.
 """
 
 from __future__ import annotations
@@ -54,9 +54,23 @@ _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 
 # Condition phrases, matched on the folded lower-case name; the order is the priority.
 _CONDITION_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    (NO_BOX, re.compile(r"\b(?:no[\s-]*box|nb|without\s+(?:a\s+)?box|w/o\s+box|unboxed)\b")),
-    (DAMAGED_BOX, re.compile(r"\b(?:(?:slightly\s+)?damaged\s+box|box\s+damaged|s?db)\b")),
-    (NO_TAG, re.compile(r"\b(?:no[\s-]*(?:price\s+)?tags?|without\s+tags?|nt)\b")),
+    (
+        NO_BOX,
+        re.compile(
+            r"\b(?:(?:no|missing)[\s-]*(?:original\s+)?box|box\s+missing|nb"
+            r"|without\s+(?:a\s+)?box|w/o\s+box|unboxed)\b"
+        ),
+    ),
+    (
+        DAMAGED_BOX,
+        re.compile(r"\b(?:(?:slightly\s+)?damaged\s+box|box\s+(?:has\s+)?damaged?|s?db)\b"),
+    ),
+    (
+        NO_TAG,
+        re.compile(
+            r"\b(?:(?:no|missing)[\s-]*(?:price\s+)?tags?|tags?\s+missing|without\s+tags?|nt)\b"
+        ),
+    ),
     (BOXED, re.compile(r"\b(?:mint\s+in\s+box|new\s+in\s+box|mib|nib|with\s+box)\b")),
 )
 _FLAG_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -96,6 +110,18 @@ _QUOTES = str.maketrans({"‘": "'", "’": "'", "ʼ": "'", "`": "'", "´": "'"}
 _S_POSSESSIVE = re.compile(r"(?<=s)'s\b")  # "Claus's" reads as "Claus'"
 _POSSESSIVE = re.compile(r"(?<=\w)'s\b")
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
+_ORDINAL_WORDS = {
+    "first": "1st",
+    "second": "2nd",
+    "third": "3rd",
+    "fourth": "4th",
+    "fifth": "5th",
+    "sixth": "6th",
+    "seventh": "7th",
+    "eighth": "8th",
+    "ninth": "9th",
+    "tenth": "10th",
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +152,7 @@ class NameParts:
     """Everything the rules read from a name."""
 
     form: NameForm
-    year: int | None  # the year the name starts or ends with
+    year: int | None  # the year the name starts or ends with, else the release year
     series_number: int | None
     flags: frozenset[str]
     condition: str
@@ -159,15 +185,17 @@ def item_number_flags(number: str | None) -> frozenset[str]:
 
 def fold(text: str) -> str:
     """Lower case, accents and trademark signs dropped, quotes straightened, '&' read 'and'."""
-    text = unicodedata.normalize("NFKD", _MARKS.sub(" ", text))
-    text = "".join(char for char in text if not unicodedata.combining(char))
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", _MARKS.sub(" ", text))
+        text = "".join(char for char in text if not unicodedata.combining(char))
     text = text.translate(_QUOTES).lower()
     return re.sub(r"\s*[&+]\s*", " and ", text)
 
 
 def _take(pattern: re.Pattern[str], text: str) -> tuple[re.Match[str] | None, str]:
     """The first match of `pattern` and the text with every match blanked out."""
-    return pattern.search(text), pattern.sub(" ", text)
+    match = pattern.search(text)
+    return match, pattern.sub(" ", text) if match else text
 
 
 def _keepsake_year(word: str) -> int | None:
@@ -177,15 +205,19 @@ def _keepsake_year(word: str) -> int | None:
 
 
 def _words(text: str) -> list[str]:
+    """The words that count, ordinals as digits ("Baby's First" = "Baby's 1st")."""
     return [
-        word
+        _ORDINAL_WORDS.get(word, word)
         for word in re.split(r"[^a-z0-9]+", text)
         if word and word not in _SHOP_WORDS and not _EMBEDDED_SKU.match(word)
     ]
 
 
-def parse_name(name: str) -> NameParts:
-    """Apply the name rules (module docstring) to one listing name."""
+def parse_name(name: str, release_year: int | None = None) -> NameParts:
+    """Apply the name rules (module docstring) to one listing name.
+
+    The year is the one the name starts or ends with, else `release_year`; it is not a word.
+    """
     text = fold(name)
     condition = BOXED
     for value, pattern in reversed(_CONDITION_WORDS):  # the first rule in the list wins
@@ -205,9 +237,9 @@ def parse_name(name: str) -> NameParts:
     text = _S_POSSESSIVE.sub("", text)
     words = _words(text.replace("'", ""))
     bare = _words(_POSSESSIVE.sub("", text).replace("'", ""))
-    year = None
+    year = release_year
     if words:
-        year = _keepsake_year(words[0]) or _keepsake_year(words[-1])
+        year = _keepsake_year(words[0]) or _keepsake_year(words[-1]) or release_year
     if year is not None:
         words = [word for word in words if word != str(year)]
         bare = [word for word in bare if word != str(year)]
