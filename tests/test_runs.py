@@ -692,3 +692,25 @@ def test_a_scheduled_crawl_swept_before_the_scheduler_recorded_it_gets_the_true_
     reason = "ended without recording its end (killed by SIGKILL)"
     assert (result.status, result.reason) == ("failed", reason)
     assert _status(engine, run_id) == ("failed", reason)
+
+
+def test_a_run_swept_by_mistake_is_closed_by_its_process_when_it_ends_after_all(
+    engine: Engine, settings: Config
+) -> None:
+    """A process elsewhere that lost the database for longer than three beats is taken for
+    gone; when it comes back and finishes, its own record stands."""
+    with engine.begin() as connection:
+        run_id = _open_run(connection)
+        _member(connection, run_id, pid=601, beat_ago=120)
+    assert _sweep(engine, settings) == [run_id]
+    with engine.begin() as connection:
+        runs.finish_run(
+            connection,
+            run_id,
+            status="finished",
+            close_reason="finished",
+            counters={"items_unchanged": 5},
+            stats={},
+        )
+    assert _status(engine, run_id) == ("finished", "finished")
+    assert _run(engine, run_id)["items_unchanged"] == 5

@@ -146,8 +146,18 @@ def finish_run(
         .values(
             **increments,
             finished_at=sa.func.now(),
-            # A run that failed in any worker stays failed.
-            status=sa.case((crawl_runs.c.status == "failed", "failed"), else_=status),
+            # A run that failed in any worker stays failed; but one a sweep took for abandoned
+            # (its process was out of touch) is closed by that process as it ends after all.
+            status=sa.case(
+                (
+                    sa.and_(
+                        crawl_runs.c.status == "failed",
+                        crawl_runs.c.close_reason.is_distinct_from(ABANDONED),
+                    ),
+                    "failed",
+                ),
+                else_=status,
+            ),
             close_reason=close_reason,
             stats=crawl_runs.c.stats.op("||")(sa.literal(dict(stats), type_=JSONB)),
         )
