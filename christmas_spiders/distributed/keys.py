@@ -45,12 +45,33 @@ class RunKeys:
         return f"{self.stem}:busy"
 
     @property
+    def leases(self) -> str:
+        """Sorted set: requests taken from the queue, lease id ``<worker>#<n>`` → expiry (Redis
+        clock, ms); a lease leaves it when its worker is done with the request."""
+        return f"{self.stem}:leases"
+
+    @property
+    def leased(self) -> str:
+        """Hash: lease id → ``<queue score> <request JSON>``, to put the request back."""
+        return f"{self.stem}:leased"
+
+    @property
     def state(self) -> str:
-        """Hash: status (running/closed), arguments, years, product_gone, lost, outcome."""
+        """Hash: status (running/closed), arguments, years, product_gone, lost, reclaimed,
+        seeded."""
         return f"{self.stem}:state"
 
     def all(self) -> tuple[str, ...]:
-        return (self.requests, self.seen, self.workers, self.busy, self.state)
+        """The run's keys, in the order the Lua scripts of ``run`` expect them."""
+        return (
+            self.requests,
+            self.seen,
+            self.workers,
+            self.busy,
+            self.state,
+            self.leases,
+            self.leased,
+        )
 
 
 def announcements(prefix: str) -> str:

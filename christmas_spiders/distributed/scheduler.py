@@ -4,8 +4,10 @@
 
 * the keys are the run's (``keys.RunKeys``), known once the crawl-run recorder has opened or
   joined the ``crawl_runs`` row: it calls ``join_run``; before that nothing is scheduled;
-* the queue holds JSON, not pickles (``serializer``), and pops atomically with marking this
-  worker busy (``run.POP``);
+* the queue holds JSON, not pickles (``serializer``); a request is taken from it under a
+  lease (``run.POP``, ``leases``), released once this worker is done with it and its items are
+  stored, renewed at every report meanwhile; a request handed back (at close, or by the shop's
+  budget on SIGTERM) goes back to the queue with its lease;
 * the dedup set uses Scrapy's request fingerprinter and expires with the run, instead of living
   forever under ``<spider>:dupefilter``; nothing is flushed at close (siblings may go on);
 * the engine never closes on an empty queue by itself: ``has_pending_requests`` stays true until
@@ -37,6 +39,7 @@ from scrapy_redis.scheduler import Scheduler
 
 from christmas_spiders.config import Config
 from christmas_spiders.distributed import connection, defaults, keys, serializer
+from christmas_spiders.distributed.leases import LeaseBook, in_progress, store_items
 from christmas_spiders.distributed.run import CrawlRun, Outcome
 
 logger = logging.getLogger(__name__)
@@ -45,28 +48,41 @@ REDIS_LOST_REASON = "redis_unavailable"
 
 
 class RunQueue(PriorityQueue):
-    """The run's shared priority queue (a sorted set of JSON requests, score = -priority)."""
+    """The run's shared priority queue (a sorted set of JSON requests, score = -priority), and
+    the leases of the requests this worker took from it."""
 
     def __init__(self, server: redis.Redis, spider: Spider, run: CrawlRun) -> None:
         super().__init__(server, spider, run.keys.requests, serializer=serializer)
         self.run = run
+        self.leases = LeaseBook()
 
     def push(self, request: Request) -> None:
+        data = self._encode_request(request)
+        lease = self.leases.lease_of(request)
+        if lease is not None:  # taken from the queue, never started: back with its lease
+            self.run.give_back(lease, data, -request.priority)
+            self.leases.drop([lease])
+            return
         pipe = self.server.pipeline(transaction=False)
-        pipe.zadd(self.key, {self._encode_request(request): -request.priority})
+        pipe.zadd(self.key, {data: -request.priority})
         pipe.expire(self.key, self.run.ttl)
         pipe.execute()
 
     def pop(self, timeout: int = 0) -> Request | None:
-        """The best request, this worker marked busy in the same step (never blocks)."""
-        data = self.run.pop_script(keys=[self.key, self.run.keys.busy], args=[self.run.worker])
-        if data is None:
+        """The best request, leased to this worker and this worker marked busy in the same
+        step (never blocks)."""
+        taken = self.run.take()
+        if taken is None:
             return None
+        lease, data = taken
         try:
-            return self._decode_request(data)
+            request = self._decode_request(data)
         except (ValueError, TypeError, KeyError) as error:
             logger.error("dropped an unreadable request from %s: %s", self.key, error)
+            self.run.release([lease])  # no worker could ever crawl it
             return None
+        self.leases.hold(lease, request)
+        return request
 
 
 class RunDupeFilter(RFPDupeFilter):
@@ -114,6 +130,7 @@ class RunScheduler(Scheduler):
         self._local_view = False
         self._done = False
         self._task: asyncio.Task[None] | None = None
+        self._settling: asyncio.Task[None] | None = None  # releasing finished requests
         self._closing: Any = None
 
     @classmethod
@@ -134,6 +151,7 @@ class RunScheduler(Scheduler):
             keys.RunKeys(self.config.redis_key_prefix, self.spider.name, run_id),
             ttl_seconds=self.config.redis_run_ttl_seconds,
             worker_timeout_seconds=self.config.crawl_worker_timeout_seconds,
+            lease_seconds=self.config.crawl_lease_seconds,
         )
 
     async def join_run(self, run_id: int, arguments: Mapping[str, Any]) -> None:
@@ -148,15 +166,20 @@ class RunScheduler(Scheduler):
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     def close(self, reason: str) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self.run is None or self.failed:
+        for task in (self._task, self._settling):
+            if task is not None:
+                task.cancel()
+        if self.run is None or self.queue is None or self.failed:
             return
         try:
-            for request in self._local:  # popped but never started: back to the others
+            for request in self._local:  # taken but never started: back to the others
                 self.queue.push(request)
             self._local.clear()
-            self.outcome = self.run.leave(idle=self._locally_idle())
+            # The engine and the item pipelines are closed: every other request is done and
+            # its items are stored.
+            done = self.queue.leases.ids()
+            self.outcome = self.run.leave(idle=self._locally_idle(), done=done)
+            self.queue.leases.drop(done)
         except redis.RedisError as error:
             self.failed = True
             logger.error(
@@ -270,17 +293,24 @@ class RunScheduler(Scheduler):
             self._local_view = False
 
     async def _watch(self) -> None:
-        assert self.run is not None
+        assert self.run is not None and self.queue is not None
+        leases = self.queue.leases
         idle_since: float | None = None
-        reported = 0.0
+        reported = settled = 0.0
         while True:
             await asyncio.sleep(defaults.POLL_SECONDS)
             idle = self._locally_idle()
             now = time.monotonic()
+            # Release finished requests as often as the store pipeline writes, at once if idle.
+            due = idle or now - settled >= self.config.store_flush_seconds
+            if leases and due and (self._settling is None or self._settling.done()):
+                settled = now
+                self._settling = asyncio.get_running_loop().create_task(self._settle())
+                self._settling.add_done_callback(self._settled)
             if not idle and now - reported < defaults.HEARTBEAT_SECONDS:
                 continue
             try:
-                report = self.run.report(busy=not idle)
+                report = self.run.report(busy=not idle, renew=leases.ids())
             except redis.RedisError as error:
                 self.redis_lost(error)
                 return
@@ -288,9 +318,16 @@ class RunScheduler(Scheduler):
             if report.lost:
                 logger.warning(
                     "%d worker(s) of crawl run %s stopped reporting while busy: presumed "
-                    "dead; the run will end failed",
+                    "dead; the requests they held go back to the queue",
                     report.lost,
                     self.run.name,
+                )
+            if report.reclaimed:
+                logger.warning(
+                    "crawl run %s: %d request(s) taken by workers that stopped reporting went "
+                    "back to the queue",
+                    self.run.name,
+                    report.reclaimed,
                 )
             if not report.registered:
                 logger.warning("worker %s had been dropped as silent; back in", self.run.worker)
@@ -303,18 +340,44 @@ class RunScheduler(Scheduler):
             elif report.queued:
                 idle_since = None
                 self._pull()
-            elif report.busy:
+            elif report.busy or report.leased:
                 idle_since = None
             else:
                 idle_since = idle_since or now
                 if now - idle_since >= self.config.crawl_idle_seconds:
                     logger.info(
-                        "crawl run %s: queue empty and no worker busy for %.1f s: done",
+                        "crawl run %s: nothing queued or leased and no worker busy for %.1f s: "
+                        "done",
                         self.run.name,
                         now - idle_since,
                     )
                     self._finish()
                     return
+
+    async def _settle(self) -> None:
+        """Release the leases of the requests this worker is done with, once their items are
+        stored: were it killed now, nothing it took would be lost."""
+        assert self.run is not None and self.queue is not None
+        engine = self.crawler.engine
+        assert engine is not None
+        done = self.queue.leases.finished([*self._local, *in_progress(engine)])
+        if not done:
+            return
+        await store_items(self.crawler)
+        try:
+            self.run.release(done)
+        except redis.RedisError as error:
+            self.redis_lost(error)
+            return
+        self.queue.leases.drop(done)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        """Log a failed release: the leases stay held (renewed) and are released at leave."""
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "could not release the requests this worker finished",
+                exc_info=task.exception(),
+            )
 
     def _pull(self) -> None:
         """Pop one request and give it to the (idle) engine, which then pops the rest itself."""
