@@ -472,3 +472,12 @@ def test_the_link_command_stops_on_a_missing_file_before_any_output(tmp_path):
     result = run_link(good, tmp_path / "missing.jsonl")
     assert (result.returncode, result.stdout) == (2, "")
     assert "missing.jsonl" in result.stderr
+
+
+def test_the_bench_script_links_the_replica_listings_it_generates():
+    from bench.ornament_linking import measure_rows
+
+    labelled_row, as_generated, without_skus = measure_rows(quick=True, detail=lambda *_: None)
+    assert labelled_row.met
+    assert as_generated.ratio_goal == "P 1.0000 / R 1.0000 / F1 1.0000"
+    assert without_skus.ratio_goal.startswith("P 1.0000")
