@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -29,49 +28,74 @@ def redis_prefix() -> Iterator[str]:
     server.close()
 
 
-def _budget(prefix: str, **options: float) -> ShopBudget:
-    return ShopBudget(redis.Redis.from_url(REDIS_URL), prefix, "ornament_shop_com", **options)
+class FakeClock:
+    """A clock the test moves, in whole milliseconds (returned in seconds)."""
+
+    def __init__(self) -> None:
+        self.ms = 1_000_000
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+    def advance(self, milliseconds: int) -> None:
+        self.ms += milliseconds
+
+
+def _budget(prefix: str, clock: FakeClock, **options: float) -> ShopBudget:
+    return ShopBudget(
+        redis.Redis.from_url(REDIS_URL), prefix, "ornament_shop_com", clock=clock, **options
+    )
 
 
 def test_the_budget_grants_at_most_its_concurrency(redis_prefix: str) -> None:
-    budget = _budget(redis_prefix, concurrency=2, rate=10_000)
+    clock = FakeClock()
+    budget = _budget(redis_prefix, clock, concurrency=2, rate=10_000)
     assert budget.try_acquire("a") == 0
+    clock.advance(1)  # a token again (10 a millisecond)
     assert budget.try_acquire("b") == 0
+    clock.advance(1)
     assert budget.try_acquire("c") > 0  # every lease taken
     budget.release("a")
     assert budget.try_acquire("c") == 0
 
 
 def test_an_unreturned_lease_expires(redis_prefix: str) -> None:
-    budget = _budget(redis_prefix, concurrency=1, rate=10_000, lease_seconds=0.2)
+    clock = FakeClock()
+    budget = _budget(redis_prefix, clock, concurrency=1, rate=10_000, lease_seconds=0.2)
     assert budget.try_acquire("crashed") == 0
-    assert budget.try_acquire("next") > 0
-    time.sleep(0.3)
-    assert budget.try_acquire("next") == 0
+    clock.advance(199)
+    assert budget.try_acquire("next") > 0  # still leased
+    clock.advance(1)
+    assert budget.try_acquire("next") == 0  # expired 200 ms after it was granted
 
 
 def test_workers_together_never_exceed_the_shops_rate(redis_prefix: str) -> None:
-    """Four workers, each with its own connection, asking as fast as they can for 1.5 s."""
-    rate, seconds, granted = 20.0, 1.5, []
+    """Four workers, each with its own connection, all asking at once at every step of a
+    clock moving 4 ms a step for 1.6 s: the shop grants one request every 1/rate seconds,
+    never two at once, and never more than the rate."""
+    rate = 15.625  # a token every 64 ms, exactly (1/64 a millisecond is exact in binary)
+    steps, step_ms, workers = 400, 4, 4
+    clock = FakeClock()
+    start = clock.ms
+    granted: list[int] = []
+    lock = threading.Lock()
+    # Every worker asks, then waits for the others; the last to arrive moves the clock.
+    rounds = threading.Barrier(workers, action=lambda: clock.advance(step_ms), timeout=60)
 
     def worker() -> None:
-        budget = _budget(redis_prefix, concurrency=100, rate=rate)
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            wait = budget.try_acquire(uuid.uuid4().hex)
-            if wait == 0:
-                granted.append(time.monotonic())
-            else:
-                time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+        budget = _budget(redis_prefix, clock, concurrency=100, rate=rate)
+        for _ in range(steps):
+            if budget.try_acquire(uuid.uuid4().hex) == 0:
+                with lock:
+                    granted.append(clock.ms - start)
+            rounds.wait()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert rate * seconds - 3 <= len(granted) <= rate * seconds + 2  # two tokens of burst
-    gaps = [b - a for a, b in zip(sorted(granted), sorted(granted)[1:], strict=False)]
-    assert sorted(gaps)[2] > 0.5 / rate  # spaced, not in bursts
+    assert sorted(granted) == [64 * n for n in range(25)]
 
 
 def test_request_dicts_round_trip_through_json() -> None:
@@ -98,7 +122,8 @@ def test_a_value_json_cannot_hold_is_refused() -> None:
 
 
 def test_the_memory_year_link_cache_expires_and_drops() -> None:
-    cache = MemoryYearLinks(ttl_seconds=0.2)
+    clock = FakeClock()
+    cache = MemoryYearLinks(ttl_seconds=60, clock=clock)
     vendor = f"vendor-{uuid.uuid4().hex[:6]}"
     cache.put(vendor, {2019: ["http://x.test/2019"], 2018: ["http://x.test/2018"]})
     assert cache.get(vendor, [2018, 2019, 2020]) == {
@@ -107,5 +132,7 @@ def test_the_memory_year_link_cache_expires_and_drops() -> None:
     }
     cache.drop(vendor, 2019)
     assert cache.get(vendor, [2019]) == {}
-    time.sleep(0.25)
-    assert cache.get(vendor, [2018]) == {}
+    clock.advance(59_999)
+    assert cache.get(vendor, [2018]) == {2018: ["http://x.test/2018"]}
+    clock.advance(1)
+    assert cache.get(vendor, [2018]) == {}  # expired 60 s after it was put

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -35,11 +36,15 @@ logger = logging.getLogger(__name__)
 
 LEASE_META = "christmas_budget_lease"
 
-# KEYS: leases bucket; ARGV: lease id, concurrency, rate per s, lease ms.
-# Returns 0 when granted, else the milliseconds to wait before asking again.
+# KEYS: leases bucket; ARGV: lease id, concurrency, rate per s, lease ms[, now ms (a test's
+# clock; else the Redis clock)]. Returns 0 when granted, else the milliseconds to wait before
+# asking again (-1: every lease taken).
 _ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = tonumber(ARGV[5])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
 local rate = tonumber(ARGV[3]) / 1000
@@ -60,7 +65,7 @@ return 0
 
 
 class ShopBudget:
-    """One shop's shared budget."""
+    """One shop's shared budget. `clock` (seconds) replaces the Redis clock, for tests."""
 
     def __init__(
         self,
@@ -71,8 +76,10 @@ class ShopBudget:
         concurrency: int,
         rate: float,
         lease_seconds: float = defaults.LEASE_SECONDS,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.server = server
+        self.clock = clock
         self.keys = [keys.shop_leases(prefix, vendor), keys.shop_bucket(prefix, vendor)]
         self.concurrency = concurrency
         self.rate = rate
@@ -81,9 +88,10 @@ class ShopBudget:
 
     def try_acquire(self, lease: str) -> float:
         """0 when the lease and a token were granted, else seconds to wait before retrying."""
-        wait_ms = int(
-            self._acquire(keys=self.keys, args=[lease, self.concurrency, self.rate, self.lease_ms])
-        )
+        args = [lease, self.concurrency, self.rate, self.lease_ms]
+        if self.clock is not None:
+            args.append(round(self.clock() * 1000, 3))
+        wait_ms = int(self._acquire(keys=self.keys, args=args))
         if wait_ms == 0:
             return 0.0
         if wait_ms < 0:  # every lease taken: ask again soon

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import redis
@@ -72,16 +72,17 @@ class RedisYearLinks:
 
 
 class MemoryYearLinks:
-    """The same cache in this process (no Redis configured)."""
+    """The same cache in this process (no Redis configured); `clock` is injectable for tests."""
 
     _lock = threading.Lock()
     _entries: dict[tuple[str, int], tuple[float, list[str]]] = {}  # noqa: RUF012 (shared)
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl_seconds
+        self.clock = clock
 
     def get(self, vendor: str, years: Iterable[int]) -> dict[int, list[str]]:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             return {
                 year: list(entry[1])
@@ -90,7 +91,7 @@ class MemoryYearLinks:
             }
 
     def put(self, vendor: str, links: dict[int, list[str]]) -> None:
-        expires = time.monotonic() + self.ttl
+        expires = self.clock() + self.ttl
         with self._lock:
             for year, urls in links.items():
                 self._entries[(vendor, year)] = (expires, list(urls))
