@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
+from christmas_spiders.middlewares import RetryWaits
 from christmas_spiders.scheduling import jobs, store
 from christmas_spiders.storage import get_engine, upgrade
 from christmas_spiders.storage.schema import crawl_runs, process_heartbeats, products
@@ -322,40 +323,65 @@ def _config(env: dict[str, str]) -> Config:
 # -- the shop answering 5xx, 429 and timeouts ----------------------------------------------------
 
 
+def test_production_retries_outlast_a_one_minute_outage() -> None:
+    """With the project's settings, the retries of one request span more than a minute even
+    when every wait draws the shortest jitter (no Retry-After: our backoff alone)."""
+    script = (
+        "import json; from scrapy.utils.project import get_project_settings as g; s = g(); "
+        "print(json.dumps({k: s[k] for k in ('RETRY_TIMES', 'RETRY_BACKOFF_BASE', "
+        "'RETRY_BACKOFF_MAX', 'RETRY_AFTER_MAX')}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = json.loads(result.stdout.splitlines()[-1])
+    waits = RetryWaits(
+        base=float(values["RETRY_BACKOFF_BASE"]),
+        maximum=float(values["RETRY_BACKOFF_MAX"]),
+        retry_after_max=float(values["RETRY_AFTER_MAX"]),
+    )
+    span = sum(waits.wait(attempt, None, jitter=0.75) for attempt in range(1, 8))
+    assert int(values["RETRY_TIMES"]) == 7 and span > 60  # 95.25 s
+
+
 def test_shop_outage_of_5xx_429_and_timeouts_is_ridden_out(
     replica_reset: Replica, database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    # Time scaled by 1/10: production retries (RETRY_TIMES 7, backoff 1 s doubling to 60 s,
-    # ±25 % jitter, never shorter than the backoff even after `Retry-After: 0`) span 92-154 s
-    # and ride out a one-minute outage; here they span 9.2-15.4 s and the outage lasts 5.
-    replica_reset.set_latency(100, OS)
+    # The outage is counted in requests, not seconds: after 20 requests served, the next seven
+    # fail, whichever requests they hit — three 503 (`Retry-After: 0`), two 429
+    # (`Retry-After: 1`), two never answered (the download times out). RETRY_TIMES is 7, so
+    # even a request that draws all seven gets through: nothing may give up.
+    replica_reset.faults(
+        OS,
+        {"kind": "503", "retry_after": 0, "times": 3},
+        {"kind": "429", "retry_after": 1, "times": 2},
+        {"kind": "timeout", "times": 2},
+        skip=20,
+    )
     env = _env(database_url, tmp_path, CHRISTMAS_STORE_FLUSH_SECONDS="0.2")
     log = tmp_path / "crawl.log"
     scaled = {"RETRY_BACKOFF_BASE": "0.1", "RETRY_BACKOFF_MAX": "6", "RETRY_TIMES": "7",
-              "DOWNLOAD_TIMEOUT": "1"}  # fmt: skip
+              "DOWNLOAD_TIMEOUT": "3"}  # fmt: skip
     crawl = _crawl(OS, env, log, {"base_url": replica_reset.base_urls[OS]}, **scaled)
     try:
-        _until(lambda: len(stored(engine, OS)) >= 3 or crawl.poll() is not None, "items stored")
-        replica_reset.throttle(OS, every=1, status=503, retry_after=0)
-        time.sleep(2.0)
-        replica_reset.throttle(OS, every=1, status=429, retry_after=1)
-        time.sleep(1.5)
-        replica_reset.throttle(OS)  # off; every answer now comes after the download timeout
-        replica_reset.set_latency(1500, OS)
-        time.sleep(1.5)
-        replica_reset.set_latency(100, OS)
         output = _finish(crawl, log)
     finally:
         if crawl.poll() is None:
             crawl.kill()
     assert crawl.returncode == 0, output[-4000:]
-    stats = replica_reset.stats(OS)
-    assert stats["throttled"] > 0
-    assert "retry/reason_count/twisted.internet.error.TimeoutError" in output or (
-        "TimeoutError" in output
-    )
-    assert set(stored(engine, OS)) == expected_ids(replica_reset, OS)
+    assert replica_reset.stats(OS)["faulted"] == {"503": 3, "429": 2, "timeout": 2}
     [run] = _runs(engine)
+    retries = {k: v for k, v in run["stats"].items() if k.startswith("retry/")}
+    assert retries == {
+        "retry/count": 7,
+        "retry/reason_count/503 Service Unavailable": 3,
+        "retry/reason_count/429 Unknown Status": 2,
+        "retry/reason_count/scrapy.exceptions.DownloadTimeoutError": 2,
+        "retry/retry_after_honoured": 5,
+        "retry/retry_after_longest": 1,
+    }
+    assert set(stored(engine, OS)) == expected_ids(replica_reset, OS)
     assert run["status"] == "finished"
     assert _delisted(engine) == 0
 
