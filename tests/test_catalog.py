@@ -330,9 +330,11 @@ INTERLOCKED = [
         "2019 Yuletide Cnetral #3",
         "2019 Snow Man",
         "2019 Snowman #3",
+        "2019 Mary's Angels",  # one key with "Marys Angels", two readings
+        "2019 Marys Angels",
     )
     for vendor in (HOOH, OS)
-]
+] + [item("2019 Mary Angels", "QX9001", vendor=HO)]
 ALL_LISTINGS = [listing_from_item(found) for found in labelled() + INTERLOCKED]
 
 

@@ -328,6 +328,22 @@ def link(listing: Listing, candidates: Iterable[Ornament]) -> Link | None:
     return OrnamentIndex(candidates).link(listing)
 
 
+def _link_group(index: OrnamentIndex, members: Sequence[Listing]) -> Link | None:
+    """Where a group of listings with one key belongs. Its members may still read differently
+    (word order, possessives): each distinct reading is tried, and readings that point to two
+    ornaments link none."""
+    readings = {member.name: member for member in members}
+    found = [index.link(readings[name]) for name in sorted(readings, key=_reading_order)]
+    targets = {made.ornament.key for made in found if made is not None}
+    if len(targets) != 1:
+        return None
+    return max((made for made in found if made is not None), key=lambda made: made.score)
+
+
+def _reading_order(name: rules.NameForm) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return name.words, name.bare
+
+
 def link_all(listings: Sequence[Listing]) -> list[Link]:
     """Link a whole set offline: one Link per listing, in the listings' order.
 
@@ -351,7 +367,7 @@ def link_all(listings: Sequence[Listing]) -> list[Link]:
     )
     for key in named:
         members = [listings[position] for position in groups[key]]
-        found = index.link(members[0])
+        found = _link_group(index, members)
         if found is None:
             index.put(Ornament.founded(key, members))
             made[key] = (key, NAME, EXACT)
