@@ -2,9 +2,12 @@
 
 At spider open it upgrades the schema (every writing process does) and starts a crawl run, or
 joins the one named by ``-a run_id=``; the run id lands on ``spider.crawl_run_id`` for the store
-pipeline. At spider close it adds this process's counters to the run, sets its status, and logs
-a one-screen summary. A run is ``failed`` when the crawl did not finish normally or any item had
-to be dead-lettered; ``scrapy crawl`` then exits non-zero (see ``commands/crawl.py``).
+pipeline. Once the crawl has closed (every component closed, at engine_stopped) it adds this
+process's counters to the run, sets its status, and logs a one-screen summary. A run is
+``failed`` when the crawl did not finish normally, any item had to be dead-lettered, or a part
+of the crawl broke (an exception in a signal handler or a component, see ``crawl_errors``,
+which counts every error the crawl logged); ``scrapy crawl`` then exits non-zero (see
+``commands/crawl.py``). A crawl that stopped before its run opened is recorded failed too.
 
 With Redis (README "Scale out") several workers share the run. Each one enters it in Redis once
 the row is open (``RunScheduler.join_run``) and leaves it at close, after its items are stored.
@@ -18,7 +21,6 @@ delisted; without Redis only the process that started the run delists, as before
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -31,10 +33,14 @@ from scrapy.crawler import Crawler
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from christmas_spiders import crawl_errors
 from christmas_spiders.config import Config
+from christmas_spiders.crawl_errors import FAILS_RUN
 from christmas_spiders.distributed.connection import describe
 from christmas_spiders.distributed.run import Outcome, RunClosed
-from christmas_spiders.storage import delisting, get_engine, heartbeats, runs, upgrade
+from christmas_spiders.errors import one_line
+from christmas_spiders.storage import delisting, get_engine, runs, upgrade
+from christmas_spiders.storage.embedded import EmbeddedServerError
 from christmas_spiders.storage.schema import crawl_runs
 
 logger = logging.getLogger(__name__)
@@ -61,20 +67,38 @@ class CrawlRunRecorder:
         self.run_id: int | None = None
         self.distributed = False  # a worker of a run shared through Redis
         self.run_closed = False  # joined a distributed run that had already ended
+        self.storage_failed = False  # the run could not be opened: nothing can be written
+        # Every error logged from now until the run is recorded (crawl_errors).
+        self.errors = crawl_errors.ErrorLog().install()
+        self.opened = False  # spider_opened came
+        self.engine_up = False  # engine_started came: engine_stopped will follow
+        self.closed: tuple[Spider, str, Outcome | None] | None = None  # at spider_closed
+        self.recorded = False
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.engine_started, signal=signals.engine_started)
+        crawler.signals.connect(self.engine_stopped, signal=signals.engine_stopped)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CrawlRunRecorder:
         return cls(crawler)
 
     async def spider_opened(self, spider: Spider) -> None:
+        self.opened = True
         try:
             self.run_id = await asyncio.to_thread(self._open_run, spider)
-        except (SQLAlchemyError, runs.UnknownRun) as error:
-            logger.error("cannot start the crawl: %s", str(error).strip().splitlines()[0])
-            self.crawler.stats.set_value(STATUS_STAT, "failed")
+        except (SQLAlchemyError, EmbeddedServerError, runs.UnknownRun) as error:
+            logger.error("cannot start the crawl: %s", one_line(error))
+            self.storage_failed = True
             await self.crawler.engine.close_spider_async(reason="storage_unavailable")
+            return
+        except Exception as error:
+            # A fault, not the database's answer (a bug): no crawl goes on without its run; the
+            # run is recorded failed at close if the fault allows.
+            logger.error(
+                "cannot start the crawl run: %s", one_line(error), exc_info=True, extra=FAILS_RUN
+            )
+            await self.crawler.engine.close_spider_async(reason="run_not_started")
             return
         spider.crawl_run_id = self.run_id
         self.crawler.stats.set_value("crawl_run/id", self.run_id)
@@ -110,40 +134,73 @@ class CrawlRunRecorder:
             runs.enter_run(connection, run_id)  # until it leaves: see runs.sweep
         return run_id
 
+    def engine_started(self) -> None:
+        self.engine_up = True
+
     async def spider_closed(self, spider: Spider, reason: str) -> None:
-        stats = self.crawler.stats
-        if self.run_id is None:
-            stats.set_value(STATUS_STAT, "failed")
-            return
-        if self.run_closed:  # a late worker: the run was over before it came; nothing to add
-            return
-        # Items dead-lettered, or lost because even the dead-letter file failed: the run failed.
-        dead = stats.get_value("store/dead_lettered", 0) + stats.get_value("store/lost", 0)
-        status = "finished" if reason == "finished" and not dead else "failed"
-        outcome = None
-        if self.distributed:
-            outcome = getattr(self.crawler.engine.scheduler, "outcome", None)
-            # A worker stopped on SIGTERM finished its in-flight work and handed the rest back:
-            # not a failure of its own (the run's outcome says whether the run is complete).
-            clean = reason in ("finished", "shutdown") and not dead
-            status = "finished" if clean else "failed"
-        stats.set_value(STATUS_STAT, status)
-        counters = self._counters()
-        try:
-            status, changes = await asyncio.to_thread(
-                self._close_run, spider, status, reason, counters, outcome
-            )
-            # With Redis: the run's status as this worker left it ("running" while siblings
-            # work; "failed" when it ended the run incomplete — and then it exits non-zero).
-            stats.set_value(STATUS_STAT, status)
-        except SQLAlchemyError as error:
+        if not self.opened:  # Scrapy logs the component's error once the crawl is over
             logger.error(
-                "could not record the end of crawl run %s: %s",
-                self.run_id,
-                str(error).strip().splitlines()[0],
+                "the crawl stopped before its spider opened: a component failed to start",
+                extra=FAILS_RUN,
             )
-            changes = None
+        outcome = None
+        if self.distributed:  # the scheduler is gone by engine_stopped
+            outcome = getattr(self.crawler.engine.scheduler, "outcome", None)
+        self.closed = (spider, reason, outcome)
+        # The run is recorded once every other component has closed, so the errors they log
+        # are counted: at engine_stopped, which Scrapy sends after the spider_closed handlers
+        # (and their errors) are done. A crawl stopped while opening never starts the engine,
+        # and gets no engine_stopped: it is recorded now.
+        if not self.engine_up:
+            await self._record(*self.closed)
+
+    async def engine_stopped(self) -> None:
+        if self.closed is not None and not self.recorded:
+            await self._record(*self.closed)
+
+    async def _record(self, spider: Spider, reason: str, outcome: Outcome | None) -> None:
+        self.recorded = True
+        if self.run_closed:  # a late worker: the run was over before it came; nothing to add
+            self.errors.remove()
+            return
+        stats = self.crawler.stats
+        status = self._status(reason)
+        stats.set_value(STATUS_STAT, status)
+        for key, value in self.errors.stats().items():
+            stats.set_value(key, value)
+        counters = self._counters()
+        changes = None
+        if not self.storage_failed:  # else that failure was logged, and nothing can be written
+            try:
+                status, changes = await asyncio.to_thread(
+                    self._close_run, spider, status, reason, counters, outcome
+                )
+            except Exception as error:  # whatever it was, the summary follows and the exit fails
+                logger.error(
+                    "could not record the end of crawl run %s: %s",
+                    self.run_id or "(not started)",
+                    one_line(error),
+                    exc_info=not isinstance(error, SQLAlchemyError | EmbeddedServerError),
+                    extra=FAILS_RUN,
+                )
+                status = "failed"
+        # With Redis: the run's status as this worker left it ("running" while siblings
+        # work; "failed" when it ended the run incomplete — and then it exits non-zero).
+        stats.set_value(STATUS_STAT, status)
+        self.errors.remove()
         logger.info(self._summary(spider, status, reason, counters, changes))
+
+    def _status(self, reason: str) -> str:
+        """This process's verdict: finished, or failed when items were dead-lettered or lost
+        (even the dead-letter file failed), a part of the crawl broke (crawl_errors), the run
+        never opened, or the crawl did not finish."""
+        stats = self.crawler.stats
+        dead = stats.get_value("store/dead_lettered", 0) + stats.get_value("store/lost", 0)
+        # A worker stopped on SIGTERM finished its in-flight work and handed the rest back:
+        # not a failure of its own (the run's outcome says whether the run is complete).
+        clean = ("finished", "shutdown") if self.distributed else ("finished",)
+        broken = dead or self.errors.failing or self.run_id is None
+        return "finished" if reason in clean and not broken else "failed"
 
     def _counters(self) -> dict[str, int]:
         stats = self.crawler.stats.get_stats()
@@ -154,7 +211,7 @@ class CrawlRunRecorder:
             "items_unchanged": stats.get("store/unchanged", 0),
             "items_dropped": stats.get("item_dropped_count", 0),
             "items_dead_lettered": stats.get("store/dead_lettered", 0),
-            "errors": stats.get("log_count/ERROR", 0),
+            "errors": self.errors.count,  # every error line, not only Scrapy's count of them
             "browser_renders": stats.get("selenium/renders", 0),
         }
 
@@ -166,7 +223,9 @@ class CrawlRunRecorder:
         counters: dict[str, int],
         outcome: Outcome | None = None,
     ) -> tuple[str, dict[str, int]]:
-        assert self.run_id is not None
+        if self.run_id is None:  # the crawl stopped before its run opened: record it failed
+            self.run_id = self._open_run(spider)
+            self.crawler.stats.set_value("crawl_run/id", self.run_id)
         with get_engine(self.config).begin() as connection:
             if self.distributed:
                 status = self._run_status(connection, spider, status, outcome)
@@ -292,9 +351,9 @@ class CrawlRunRecorder:
             for key, value in sorted(stats.items())
             if key.startswith("items_dropped/")
         }
+        run = self.run_id if self.run_id is not None else "(not recorded)"
         lines = [
-            f"crawl run {self.run_id} of {spider.name} {arguments}".rstrip()
-            + f": {status} ({reason})",
+            f"crawl run {run} of {spider.name} {arguments}".rstrip() + f": {status} ({reason})",
             f"items     {counters['items_created']} created, {counters['items_updated']} updated, "
             f"{counters['items_unchanged']} unchanged, {counters['items_dropped']} dropped, "
             f"{counters['items_dead_lettered']} dead-lettered, "
@@ -308,62 +367,15 @@ class CrawlRunRecorder:
             "dropped   "
             + (", ".join(f"{reason}: {count}" for reason, count in dropped.items()) or "none"),
             f"requests  {counters['requests']}, {counters['browser_renders']} browser renders, "
-            f"{counters['errors']} errors logged",
+            f"{self.errors.count} errors logged",
+        ]
+        # What broke a part of the crawl first, then the other errors (a few of each).
+        lines += [f"failure   {text}" for text in self.errors.failures]
+        lines += [
+            f"error     {text}" for text in self.errors.first if text not in self.errors.failures
         ]
         if counters["items_dead_lettered"]:
             lines.append(f"dead letters in {stats.get('store/dead_letter_file')}")
         if stats.get("store/lost"):
             lines.append(f"NOT STORED {stats['store/lost']} item(s): the dead-letter file failed")
         return "\n".join(lines)
-
-
-class CrawlHeartbeat:
-    """The crawl's row of ``process_heartbeats`` (storage.heartbeats): written when the spider
-    opens, every ``HEARTBEAT_INTERVAL`` seconds (10) with the run id and counters, and marked
-    stopped when it closes. The writes run in a thread, never on the reactor."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.crawler = crawler
-        self.config: Config = crawler.settings["CHRISTMAS_CONFIG"]
-        self.interval = crawler.settings.getfloat("HEARTBEAT_INTERVAL", 10.0)
-        self.heartbeat: heartbeats.Heartbeat | None = None
-        self._task: asyncio.Task[None] | None = None
-        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> CrawlHeartbeat:
-        return cls(crawler)
-
-    def _details(self, spider: Spider) -> dict[str, Any]:
-        stats = self.crawler.stats.get_stats()
-        return {
-            "spider": spider.name,
-            "run_id": stats.get("crawl_run/id"),
-            "requests": stats.get("downloader/request_count", 0),
-            "items": stats.get("item_scraped_count", 0),
-        }
-
-    def _start(self, spider: Spider) -> None:
-        self.heartbeat = heartbeats.Heartbeat(get_engine(self.config), "crawl", self.interval)
-        self.heartbeat.start(**self._details(spider))
-
-    def spider_opened(self, spider: Spider) -> None:
-        # In a task of its own: opening the spider never waits for the database.
-        self._task = asyncio.get_running_loop().create_task(self._beat(spider))
-
-    async def _beat(self, spider: Spider) -> None:
-        await asyncio.to_thread(self._start, spider)
-        while True:
-            await asyncio.sleep(self.interval)
-            assert self.heartbeat is not None
-            await asyncio.to_thread(self.heartbeat.beat, **self._details(spider))
-
-    async def spider_closed(self, spider: Spider, reason: str) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self.heartbeat is not None:
-            details = {**self._details(spider), "close_reason": reason}
-            await asyncio.to_thread(self.heartbeat.stop, **details)

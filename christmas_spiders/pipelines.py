@@ -18,12 +18,15 @@ from urllib.parse import urlsplit
 
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem
-from sqlalchemy.exc import DBAPIError, OperationalError
+from scrapy.exceptions import CloseSpider, DropItem
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from christmas_spiders import normalize
 from christmas_spiders.config import Config
+from christmas_spiders.crawl_errors import FAILS_RUN
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import deadletter, get_engine
+from christmas_spiders.storage.embedded import EmbeddedServerError
 from christmas_spiders.storage.products import UpsertResult, upsert_products
 from christmas_spiders.vendors import VENDORS
 
@@ -154,8 +157,23 @@ class StorePipeline(_Pipeline):
         self._ticker: asyncio.Task[None] | None = None
 
     async def open_spider(self) -> None:
-        self.engine = await asyncio.to_thread(get_engine, self.config)
+        try:
+            self.engine = await asyncio.to_thread(get_engine, self.config)
+        except (SQLAlchemyError, EmbeddedServerError) as error:
+            # Nothing could be stored: the crawl stops before its first request, saying why.
+            logger.error("cannot store items: %s", one_line(error), extra=FAILS_RUN)
+            raise CloseSpider("storage_unavailable") from error
         self._ticker = asyncio.get_running_loop().create_task(self._flush_periodically())
+        self._ticker.add_done_callback(self._ticker_ended)
+
+    @staticmethod
+    def _ticker_ended(task: asyncio.Task[None]) -> None:
+        """A periodic flush that raised is logged at once and fails the run (crawl_errors)."""
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            logger.error(
+                "periodic store flush failed: %s", one_line(error), exc_info=error, extra=FAILS_RUN
+            )
 
     async def process_item(self, item: Any) -> Any:
         self.buffer.append(ItemAdapter(item).asdict())

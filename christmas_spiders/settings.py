@@ -65,7 +65,7 @@ EXTENSIONS = {
     "scrapy.extensions.telnet.TelnetConsole": None,
     "scrapy.extensions.remote_control.RemoteControl": None,
     "christmas_spiders.extensions.CrawlRunRecorder": 100,
-    "christmas_spiders.extensions.CrawlHeartbeat": 110,  # process_heartbeats (README)
+    "christmas_spiders.crawl_heartbeat.CrawlHeartbeat": 110,  # process_heartbeats (README)
 }
 HEARTBEAT_INTERVAL = 10.0  # seconds between the crawl's heartbeats
 ITEM_PIPELINES = {

@@ -1,10 +1,13 @@
 """`scrapy crawl`, with spider arguments checked before the crawl starts, and a non-zero exit
-when the crawl run failed (e.g. items had to be dead-lettered). With REDIS_URL, Redis must
-answer before anything starts (README "Scale out")."""
+when the crawl run failed (e.g. items had to be dead-lettered, or a part of the crawl broke:
+see crawl_errors). The status is read once the crawl is over, after every component closed.
+With REDIS_URL, Redis must answer before anything starts (README "Scale out")."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 
 from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
@@ -12,7 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.arguments import ArgumentError
 from christmas_spiders.distributed import connection
+from christmas_spiders.errors import one_line
 from christmas_spiders.extensions import STATUS_STAT
+
+logger = logging.getLogger(__name__)
 
 
 class Command(ScrapyCrawl):
@@ -39,8 +45,18 @@ class Command(ScrapyCrawl):
                     print_help=False,
                 ) from None
         crawler = self._create_crawler(args[0])
-        self.crawler_process.crawl(crawler, **opts.spargs)
+        crawl = self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
+        _log_crawl_error(crawl)
         failed = crawler.stats is not None and crawler.stats.get_value(STATUS_STAT) == "failed"
         if self.crawler_process.bootstrap_failed or failed:
             self.exitcode = 1
+
+
+def _log_crawl_error(crawl: object) -> None:
+    """A component that raised while the crawl opened stops it: its error, logged now (asyncio
+    would only report it whenever the task happens to be garbage-collected)."""
+    if isinstance(crawl, asyncio.Task) and crawl.done() and not crawl.cancelled():
+        error = crawl.exception()
+        if error is not None:
+            logger.error("the crawl stopped: %s", one_line(error), exc_info=error)

