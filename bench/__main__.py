@@ -20,6 +20,7 @@ shared by the figures; each figure's script also runs alone (`python -m bench.<s
 | 6 | API | bench/api_latency.py (written with the API: see `api_rows`) |
 | 7 | audit delivery | bench/auditor_latency.py |
 | 8 | memory | bench/memory.py (reuses 1's crawls) |
+| 9 | ornament linking | bench/ornament_linking.py (no services) |
 
 The table and every figure's detail go to stdout and, for a full run, to bench/results.md
 with the machine, date, versions and load, followed by bench/NOTES.md (the analysis: what
@@ -61,9 +62,10 @@ TITLES = {
     "6": "API",
     "7": "audit delivery",
     "8": "memory",
+    "9": "ornament linking",
 }
 # Run order: 2 and 8 reuse 1's full syncs while the shared replica is up.
-ORDER = ("1", "2", "8", "5", "3", "4", "7", "6")
+ORDER = ("1", "2", "8", "5", "3", "4", "7", "6", "9")
 
 
 # --- figure 6: the API's script, written with the API ------------------------------------------
@@ -175,6 +177,7 @@ def figure_functions() -> dict[str, Callable[[Session], list[Row]]]:
         crawl_speed,
         crawl_workers,
         memory,
+        ornament_linking,
         storage_upserts,
     )
 
@@ -187,6 +190,7 @@ def figure_functions() -> dict[str, Callable[[Session], list[Row]]]:
         "6": api_rows,
         "7": auditor_latency.measure,
         "8": memory.measure,
+        "9": ornament_linking.measure,
     }
 
 
