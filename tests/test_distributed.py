@@ -8,6 +8,8 @@ redis-server of their own on a free port. Crawls are child processes, as users r
 from __future__ import annotations
 
 import collections
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -43,6 +45,12 @@ FAST_ENV = {
     "CHRISTMAS_SHOP_REQUESTS_PER_SECOND": "10000",
 }
 PRODUCT_PATH = re.compile(r"GET (/[^ ]*_p_\d+\.html) HTTP")  # werkzeug colours non-200 lines
+# With the products table locked (products_locked), a crawl with these stops taking requests as
+# soon as a product page of its own waits to be stored: its first item waits for the table (a
+# batch of one), and its engine takes nothing while a response is in its scraper (a scraper
+# slot smaller than one response). So it holds a few product pages, leased, until the lock goes.
+HOLD_ENV = {"CHRISTMAS_STORE_BATCH_SIZE": "1"}
+HOLD = {"CONCURRENT_REQUESTS": "2", "SCRAPER_SLOT_MAX_ACTIVE_SIZE": "1"}
 
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -236,33 +244,145 @@ def run_keys(server: redis.Redis, prefix: str) -> list[str]:
     return sorted(server.scan_iter(match=f"{prefix}:run:*", count=1000))
 
 
+@contextlib.contextmanager
+def products_locked(engine: Engine) -> Iterator[None]:
+    """No crawl can store a product until the block ends (so none releases what it took)."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("LOCK TABLE products IN EXCLUSIVE MODE"))
+        yield
+
+
+def leased_urls(server: redis.Redis, run: keys.RunKeys) -> dict[str, set[str]]:
+    """The URLs of the requests leased in the run, by worker id (lease id = <worker>#<n>)."""
+    by_worker: dict[str, set[str]] = collections.defaultdict(set)
+    for lease, entry in server.hgetall(run.leased).items():
+        _, request = entry.split(" ", 1)  # "<queue score> <request JSON>"
+        by_worker[lease.rsplit("#", 1)[0]].add(json.loads(request)["url"])
+    return by_worker
+
+
+def leased_products(
+    server: redis.Redis, run: keys.RunKeys, replica: Replica
+) -> dict[str, set[str]]:
+    """The product pages that yield an item leased in the run, by worker id."""
+    links = {item.link for item in replica.expected_items(HOOH)}
+    held = {worker: urls & links for worker, urls in leased_urls(server, run).items()}
+    return {worker: urls for worker, urls in held.items() if urls}
+
+
+def wait_for(check: Callable[[], Any], processes: list[subprocess.Popen[bytes]]) -> Any:
+    """What `check` returns once it is true; fails if a process exits, or after 90 s."""
+    deadline = time.monotonic() + 90
+    while not (found := check()):
+        assert all(process.poll() is None for process in processes), "a worker exited"
+        assert time.monotonic() < deadline, "the workers never got there in 90 s"
+        time.sleep(0.05)
+    return found
+
+
+def wait_until_each_holds_products(
+    server: redis.Redis,
+    run: keys.RunKeys,
+    replica: Replica,
+    processes: list[subprocess.Popen[bytes]],
+) -> dict[str, set[str]]:
+    """Wait until two workers each hold (leased) a product page that yields an item; with the
+    products locked and HOLD, they keep it until the lock goes."""
+    return wait_for(
+        lambda: held if len(held := leased_products(server, run, replica)) >= 2 else None,
+        processes,
+    )
+
+
+def worker_pid(worker: str) -> int:
+    """The pid in a worker id, <host>:<pid>:<random>."""
+    return int(worker.rsplit(":", 2)[1])
+
+
 # -- several workers, one run ----------------------------------------------------------------------
 
 
 def test_two_workers_share_one_run_and_fetch_each_page_once(
     start_replica: Callable[..., Replica],
     redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
     engine: Engine,
     tmp_path: Path,
 ) -> None:
-    replica = start_replica(latency_ms=60, access_log=True)
-    env = redis_env()
-    run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
-    slow = {"CONCURRENT_REQUESTS": "2"}  # so that the crawl lasts long enough for both
+    """Both do real work however fast either starts: until each holds a product page, the
+    products are locked, and a worker holding one takes nothing more (HOLD)."""
+    replica = start_replica(access_log=True)
+    env = redis_env(**HOLD_ENV)
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
-    workers = [start_crawl(HOOH, env, log, {"run_id": str(run_id)}, slow) for log in logs]
+    with products_locked(engine):
+        run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
+        workers = [start_crawl(HOOH, env, log, {"run_id": str(run_id)}, HOLD) for log in logs]
+        run = keys.RunKeys(redis_prefix, HOOH, run_id)
+        wait_until_each_holds_products(shared_redis, run, replica, workers)
     outputs = [wait(worker, log) for worker, log in zip(workers, logs, strict=True)]
 
     assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:]
     assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH)
-    run = run_row(engine, run_id)
-    assert (run["status"], run["items_created"]) == ("finished", len(expected_ids(replica, HOOH)))
+    row = run_row(engine, run_id)
+    assert (row["status"], row["items_created"]) == ("finished", len(expected_ids(replica, HOOH)))
     requested = product_requests(replica.process.log_path)
     assert len(requested) == len(replica.shop(HOOH))  # every product page of the shop …
     assert set(requested.values()) == {1}  # … exactly once between the two workers
     scraped = [stat(output, "item_scraped_count") for output in outputs]
-    assert min(scraped) >= 5, scraped  # both did real work
+    assert min(scraped) >= 1, scraped  # both did real work
     assert sum(scraped) == len(expected_ids(replica, HOOH))
+
+
+def test_a_worker_killed_mid_crawl_loses_nothing_another_finishes_its_requests(
+    replica: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL a worker holding product pages it has parsed but whose items are not stored yet
+    (the products are locked): they stay leased, the leases expire, and the other worker
+    crawls them again and completes the run."""
+    env = redis_env(CHRISTMAS_CRAWL_LEASE_SECONDS="3", CHRISTMAS_CRAWL_WORKER_TIMEOUT_SECONDS="3")
+    with products_locked(engine):
+        run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
+        logs, workers = {}, {}
+        for name in ("a", "b"):
+            log = tmp_path / f"worker-{name}.log"
+            worker = start_crawl(HOOH, env, log, {"run_id": str(run_id)})
+            logs[worker.pid], workers[worker.pid] = log, worker
+        run = keys.RunKeys(redis_prefix, HOOH, run_id)
+
+        def victim() -> tuple[str, set[str]] | None:
+            """Both workers in the run, and every product page parsed and still leased (none
+            can be stored): the worker holding the most of them."""
+            held = leased_products(shared_redis, run, replica)
+            everything = sum(map(len, held.values())) == len(expected_ids(replica, HOOH))
+            if shared_redis.zcard(run.workers) < 2 or not everything:
+                return None
+            return max(held.items(), key=lambda worker_pages: len(worker_pages[1]))
+
+        killed, pages = wait_for(victim, list(workers.values()))
+        workers[worker_pid(killed)].kill()
+        workers.pop(worker_pid(killed)).wait()
+    (survivor,) = workers.values()
+    output = wait(survivor, logs[survivor.pid])
+
+    assert survivor.returncode == 0, output[-3000:]
+    assert "stopped reporting while busy: presumed dead" in output
+    state = shared_redis.hgetall(run.state)
+    assert state["lost"] == "1"
+    assert int(state["reclaimed"]) >= len(pages)  # its pages went back to the queue …
+    assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH)  # … and were stored
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(sa.func.count()).select_from(products).where(products.c.vendor == HOOH)
+        ).scalar_one()
+    assert rows == len(expected_ids(replica, HOOH))  # no product twice
+    assert run_row(engine, run_id)["status"] == "finished"
+    assert run_keys(shared_redis, redis_prefix) == [run.seen, run.state]  # nothing leased
 
 
 def test_a_worker_joining_takes_the_runs_arguments(
@@ -293,30 +413,32 @@ def test_a_worker_joining_a_closed_run_leaves_it_alone(
 # -- dedup per run ---------------------------------------------------------------------------------
 
 
-def test_the_next_run_refetches_everything_and_old_dedup_keys_expire(
+def test_the_next_run_refetches_everything_and_every_run_key_expires(
     replica_reset: Replica,
     redis_env: Callable[..., dict[str, str]],
     shared_redis: redis.Redis,
     redis_prefix: str,
 ) -> None:
     replica = replica_reset
-    env = redis_env(CHRISTMAS_REDIS_RUN_TTL_SECONDS="3")
+    env = redis_env(CHRISTMAS_REDIS_RUN_TTL_SECONDS="3600")
     first = crawl(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
     assert first.returncode == 0, first.stdout[-3000:]
     fetched_first = replica.stats(HOOH)["by_kind"]["product"]
     first_run = int(re.search(r"started crawl run (\d+)", first.stdout).group(1))
-    seen_key = keys.RunKeys(redis_prefix, HOOH, first_run).seen
-    assert 0 < shared_redis.ttl(seen_key) <= 3
+    assert keys.RunKeys(redis_prefix, HOOH, first_run).seen in run_keys(shared_redis, redis_prefix)
 
     replica.reset(HOOH)
     second = crawl(HOOH, env, base_url=replica.base_urls[HOOH], year="2019")
     assert second.returncode == 0, second.stdout[-3000:]
     assert replica.stats(HOOH)["by_kind"]["product"] == fetched_first > 0
 
-    time.sleep(3.5)
-    assert run_keys(shared_redis, redis_prefix) == []  # no run's queue, dedup set or state
-    left = sorted(shared_redis.scan_iter(match=f"{redis_prefix}:*"))
-    assert all(":cache:" in key or ":shop:" in key for key in left), left
+    # Every key the runs left expires: a run's (queue, dedup set, state) within the run TTL of
+    # its last activity; the shared cache and budget keys on their own TTLs.
+    ttls = {key: shared_redis.ttl(key) for key in shared_redis.scan_iter(f"{redis_prefix}:*")}
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+    assert all(0 < ttls[key] <= 3600 for key in run_keys(shared_redis, redis_prefix)), ttls
+    others = set(ttls) - set(run_keys(shared_redis, redis_prefix))
+    assert all(":cache:" in key or ":shop:" in key for key in others), others
 
 
 # -- the year-link cache ---------------------------------------------------------------------------
@@ -455,60 +577,59 @@ def test_a_crawl_without_redis_uses_scrapys_own_scheduler(
 # -- the standing worker ---------------------------------------------------------------------------
 
 
-def test_a_standing_worker_joins_an_announced_run_and_hands_back_its_work_on_sigterm(
+def test_a_standing_worker_joins_an_announced_run_and_leaves_it_to_a_sibling_on_sigterm(
     start_replica: Callable[..., Replica],
     redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
     engine: Engine,
     tmp_path: Path,
 ) -> None:
-    replica = start_replica(latency_ms=150, access_log=True)
-    env = redis_env(CHRISTMAS_WORKER_POLL_SECONDS="1", CHRISTMAS_STORE_FLUSH_SECONDS="0.2")
-    worker_log = tmp_path / "standing.log"
+    """Both are at work when the standing worker gets SIGTERM (each holds product pages, HOLD),
+    and the sibling is frozen (SIGSTOP) until the standing worker has stopped: it is still in
+    the run when the standing worker's crawl leaves, and then finishes the run alone."""
+    replica = start_replica(access_log=True)
+    env = redis_env(CHRISTMAS_WORKER_POLL_SECONDS="1", **HOLD_ENV)
+    worker_log, sibling_log = tmp_path / "standing.log", tmp_path / "sibling.log"
+    options = [item for key, value in {**FAST, **HOLD}.items() for item in ("-s", f"{key}={value}")]
     with open(worker_log, "wb") as output:
         standing = subprocess.Popen(
-            [sys.executable, "-m", "scrapy", "worker"]
-            + [
-                item
-                for key, value in {**FAST, "CONCURRENT_REQUESTS": "2"}.items()
-                for item in ("-s", f"{key}={value}")
-            ],
+            [sys.executable, "-m", "scrapy", "worker", *options],
             cwd=PROJECT_ROOT,
             env=_child_env(env),
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    sibling: subprocess.Popen[bytes] | None = None
     try:
-        run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
-        deadline = time.monotonic() + 60
-        while len(stored(engine, HOOH)) < 5:  # the standing worker's crawl is at work
-            assert time.monotonic() < deadline, worker_log.read_text()[-3000:]
-            time.sleep(0.1)
-        sibling_log = tmp_path / "sibling.log"
-        sibling = start_crawl(
-            HOOH, env, sibling_log, {"run_id": str(run_id)}, {"CONCURRENT_REQUESTS": "2"}
-        )
-        while "joined crawl run" not in sibling_log.read_text():  # the sibling is at work too
-            assert time.monotonic() < deadline and sibling.poll() is None
-            time.sleep(0.1)
-        time.sleep(0.5)
-        standing.send_signal(signal.SIGTERM)
-        standing_output = wait(standing, worker_log, timeout=40)
+        with products_locked(engine):
+            run_id = announce(HOOH, env, base_url=replica.base_urls[HOOH])
+            sibling = start_crawl(HOOH, env, sibling_log, {"run_id": str(run_id)}, HOLD)
+            run = keys.RunKeys(redis_prefix, HOOH, run_id)
+            wait_until_each_holds_products(shared_redis, run, replica, [standing, sibling])
+            sibling.send_signal(signal.SIGSTOP)
+            standing.send_signal(signal.SIGTERM)
+        standing_output = wait(standing, worker_log, timeout=60)
+        sibling.send_signal(signal.SIGCONT)
         sibling_output = wait(sibling, sibling_log)
     finally:
-        if standing.poll() is None:
-            standing.kill()
+        for process in (standing, sibling):
+            if process is not None and process.poll() is None:
+                process.kill()
     assert standing.returncode == 0, standing_output[-3000:]
     assert "standing worker stopped" in standing_output
     assert "other worker(s) still at work" in standing_output  # it left, the sibling went on
     assert sibling.returncode == 0, sibling_output[-3000:]
     assert set(stored(engine, HOOH)) == expected_ids(replica, HOOH)
-    run = run_row(engine, run_id)
-    assert run["status"] == "finished"
+    assert run_row(engine, run_id)["status"] == "finished"
     assert set(product_requests(replica.process.log_path).values()) == {1}
 
 
 def test_the_standing_worker_idles_and_stops_on_sigterm(
-    redis_env: Callable[..., dict[str, str]], tmp_path: Path
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     log = tmp_path / "standing.log"
     with open(log, "wb") as output:
@@ -519,12 +640,22 @@ def test_the_standing_worker_idles_and_stops_on_sigterm(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    time.sleep(2.5)
-    assert standing.poll() is None
-    standing.send_signal(signal.SIGTERM)
-    wait(standing, log, timeout=15)
-    assert standing.returncode == 0
-    assert "standing worker stopped" in log.read_text()
+    try:
+        # Idling: subscribed to the announcements (its SIGTERM handler is installed before).
+        channel = keys.announcement_channel(redis_prefix)
+        deadline = time.monotonic() + 60
+        while dict(shared_redis.pubsub_numsub(channel))[channel] < 1:
+            assert standing.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        standing.send_signal(signal.SIGTERM)
+        output_text = wait(standing, log, timeout=60)
+    finally:
+        if standing.poll() is None:
+            standing.kill()
+    assert standing.returncode == 0, output_text[-3000:]
+    assert "standing worker stopped" in output_text
+    assert not re.search(r"joining crawl run \w+:\d+", output_text)  # it only idled
 
 
 # -- the request queue -----------------------------------------------------------------------------

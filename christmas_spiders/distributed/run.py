@@ -12,7 +12,8 @@ The stop rule, made atomic by the Lua scripts below:
   stored (``leases``) — and only then releases it;
 * a lease not renewed for ``crawl_lease_seconds``, or held by a worker dropped from the run,
   puts its request back in the queue (``reclaimed``), where another worker takes it;
-* a worker is *busy* from the moment it takes a request until its own engine is idle again;
+* a worker is *busy* from the moment it takes a request until its own engine is idle again
+  and it holds no lease;
 * it reports (liveness + busy/idle + lease renewals) every second, and every 0.25 s while idle;
 * the run is *over* for a worker once the shared queue has been empty, no request leased and
   no live worker busy for ``crawl_idle_seconds`` without a break; it then closes (``finished``);

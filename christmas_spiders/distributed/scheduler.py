@@ -310,7 +310,8 @@ class RunScheduler(Scheduler):
             if not idle and now - reported < defaults.HEARTBEAT_SECONDS:
                 continue
             try:
-                report = self.run.report(busy=not idle, renew=leases.ids())
+                # Busy while its engine works or it holds leases (finished, items not stored).
+                report = self.run.report(busy=not idle or bool(leases), renew=leases.ids())
             except redis.RedisError as error:
                 self.redis_lost(error)
                 return
