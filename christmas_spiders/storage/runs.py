@@ -10,6 +10,9 @@ close reason ``abandoned`` (it delists nothing). A process is gone
   has been silent for ``STALE_AFTER`` of its intervals, judged by the database's clock;
 * having left the run: a run whose processes all left without closing it is abandoned too.
 
+A process taken for gone that was only out of touch (no beat for three intervals) and then
+ends closes the run as usual: its own record replaces the sweep's (``finish_run``).
+
 A run no process ever joined (announced for the standing workers) is abandoned once its
 announcement would have expired in Redis (``redis_run_ttl_seconds``). Every process of the
 project sweeps when it opens the database (``database.upgrade``, the standing worker, the audit
