@@ -1,4 +1,4 @@
-"""`scrapy announce`: open a crawl run for the standing workers (README "Scale out").
+"""`scrapy announce`: open a crawl run for the standing workers (docs/scale-out.md).
 
     scrapy announce <vendor> [-a year=…|url=…|product_id=…] [-a base_url=…]
 

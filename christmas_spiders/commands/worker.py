@@ -1,4 +1,4 @@
-"""`scrapy worker`: the standing crawler process (README "Scale out").
+"""`scrapy worker`: the standing crawler process (docs/scale-out.md).
 
     scrapy worker [--vendor V ...] [--max-crawls N] [-s NAME=VALUE ...]
 

@@ -1,4 +1,4 @@
-"""Distributed crawling through Redis (only when ``REDIS_URL`` is set; see README "Scale out").
+"""Distributed crawling through Redis (only when ``REDIS_URL`` is set; see docs/scale-out.md).
 
 * ``connection``  — the Redis client from the configuration, and the start-up check.
 * ``keys``        — every Redis key this project writes, built in one place.

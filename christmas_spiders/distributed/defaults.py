@@ -1,4 +1,4 @@
-"""Every default of distributed crawling, in one place (README "Scale out").
+"""Every default of distributed crawling, in one place (docs/scale-out.md).
 
 ``config.py`` turns the tunable ones into options (environment ``CHRISTMAS_<NAME>``); the rest
 are fixed timings of the protocol between workers.

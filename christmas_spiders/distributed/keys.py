@@ -1,4 +1,4 @@
-"""Every Redis key of the project, built in one place (README "Scale out" lists them).
+"""Every Redis key of the project, built in one place (docs/scale-out.md lists them).
 
 A crawl run is ``<vendor>:<crawl_runs.id>``; its keys share the stem
 ``<prefix>:run:<vendor>:<run id>`` and all expire together (``redis_run_ttl_seconds``).

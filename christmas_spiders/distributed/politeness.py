@@ -1,4 +1,4 @@
-"""The per-shop politeness budget, shared by every worker through Redis (README "Scale out").
+"""The per-shop politeness budget, shared by every worker through Redis (docs/scale-out.md).
 
 Without Redis, Scrapy's per-process limits are the politeness (``CONCURRENT_REQUESTS_PER_DOMAIN``,
 AutoThrottle). With several workers those would multiply, so with Redis every request to a shop

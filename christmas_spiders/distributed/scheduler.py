@@ -1,4 +1,4 @@
-"""scrapy-redis's scheduler, queue and dupefilter, scoped to one crawl run (README "Scale out").
+"""scrapy-redis's scheduler, queue and dupefilter, scoped to one crawl run (docs/scale-out.md).
 
 ``RunScheduler`` is scrapy-redis's ``Scheduler`` with what a run of ours needs:
 

@@ -13,7 +13,8 @@ started a run, by ``scrapy announce`` or by the scheduler) and joins each in a c
 * Announcements of runs unknown to Redis any more (expired) are withdrawn.
 * SIGTERM or SIGINT: each child gets SIGTERM (it stops cleanly, hands its waiting requests back
   to the shared queue, stores its items, and leaves the run to the other workers); after
-  ``STOP_GRACE_SECONDS`` the ones still running are killed (a sibling then finds them silent).
+  ``STOP_GRACE_SECONDS`` the ones still running are killed (a sibling then finds them silent,
+  and the requests they held go back to the queue).
 * Redis lost: logged, and retried with backoff; running children stop on their own.
 """
 

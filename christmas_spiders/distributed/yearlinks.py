@@ -1,4 +1,4 @@
-"""The year → category link cache of each shop (README "Scale out", "Year-link cache").
+"""The year → category link cache of each shop (docs/scale-out.md, "Year-link cache").
 
 A crawl of some years whose links are all cached skips the year index and goes straight to
 the categories; a cached link that answers 404/410 is dropped and the index fetched again (it
