@@ -33,6 +33,7 @@ import redis
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.request import request_from_dict
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
@@ -56,8 +57,14 @@ class RunQueue(PriorityQueue):
         self.run = run
         self.leases = LeaseBook()
 
+    def encode(self, request: Request) -> bytes:
+        return serializer.dumps(request.to_dict(spider=self.spider))
+
+    def decode(self, data: bytes) -> Request:
+        return request_from_dict(serializer.loads(data), spider=self.spider)
+
     def push(self, request: Request) -> None:
-        data = self._encode_request(request)
+        data = self.encode(request)
         lease = self.leases.lease_of(request)
         if lease is not None:  # taken from the queue, never started: back with its lease
             self.run.give_back(lease, data, -request.priority)
@@ -76,7 +83,7 @@ class RunQueue(PriorityQueue):
             return None
         lease, data = taken
         try:
-            request = self._decode_request(data)
+            request = self.decode(data)
         except (ValueError, TypeError, KeyError) as error:
             logger.error("dropped an unreadable request from %s: %s", self.key, error)
             self.run.release([lease])  # no worker could ever crawl it
