@@ -261,11 +261,16 @@ def leased_urls(server: redis.Redis, run: keys.RunKeys) -> dict[str, set[str]]:
     return by_worker
 
 
+def item_pages(replica: Replica) -> set[str]:
+    """The URLs of the product pages that yield an item."""
+    return {item.link for item in replica.expected_items(HOOH)}
+
+
 def leased_products(
     server: redis.Redis, run: keys.RunKeys, replica: Replica
 ) -> dict[str, set[str]]:
     """The product pages that yield an item leased in the run, by worker id."""
-    links = {item.link for item in replica.expected_items(HOOH)}
+    links = item_pages(replica)
     held = {worker: urls & links for worker, urls in leased_urls(server, run).items()}
     return {worker: urls for worker, urls in held.items() if urls}
 
@@ -359,7 +364,7 @@ def test_a_worker_killed_mid_crawl_loses_nothing_another_finishes_its_requests(
             """Both workers in the run, and every product page parsed and still leased (none
             can be stored): the worker holding the most of them."""
             held = leased_products(shared_redis, run, replica)
-            everything = sum(map(len, held.values())) == len(expected_ids(replica, HOOH))
+            everything = sum(map(len, held.values())) == len(item_pages(replica))
             if shared_redis.zcard(run.workers) < 2 or not everything:
                 return None
             return max(held.items(), key=lambda worker_pages: len(worker_pages[1]))
