@@ -477,6 +477,17 @@ def test_sigterm_stops_the_worker_cleanly(
     assert "audit worker stopped (2 event(s) delivered)" in output
 
 
+def test_the_worker_and_its_commands_load_no_flask() -> None:
+    """The audit worker lives under webapi but is a process of its own: no web framework."""
+    modules = ("webapi.auditor.__main__", "webapi.auditor.worker", "webapi.auditor.receiver")
+    web = "sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug'))"
+    check = f"import sys, {', '.join(modules)}; print({web})"
+    found = subprocess.run(
+        [sys.executable, "-c", check], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]", found.stdout
+
+
 def cursor(engine: Engine, name: str) -> int:
     return subscriber_row(engine, name)["last_change_id"]
 

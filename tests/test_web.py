@@ -25,7 +25,7 @@ from christmas_spiders.storage import runs
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 from webapi import auth, create_app
-from webapi.web import charts, views
+from webapi.web import charts, security, views
 
 from .conftest import PROJECT_ROOT, _url_for
 from .test_api import owner_engine, product_item
@@ -861,7 +861,7 @@ def test_the_key_form_keeps_the_key_in_a_cookie(catalog, keys, tmp_path) -> None
         assert entered.status_code == 303
         assert entered.headers["Location"] == "/runs?x=1"
         cookie = entered.headers["Set-Cookie"]
-        assert cookie.startswith(f"{views.KEY_COOKIE}=") and "HttpOnly" in cookie
+        assert cookie.startswith(f"{security.KEY_COOKIE}=") and "HttpOnly" in cookie
         assert "SameSite=Lax" in cookie and "Max-Age=2592000" in cookie
         assert browser.get("/runs").status_code == 200  # the cookie is sent back
         assert browser.get("/v1/vendors").status_code == 401  # the API takes no cookie

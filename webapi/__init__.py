@@ -1,69 +1,26 @@
 """The read-only API (Flask app factory). `flask --app webapi run` for development,
 `gunicorn 'webapi:create_app()'` in production.
 
-The API never changes the schema: at start it checks that the database is at this code's
-migration head and refuses to start otherwise. It reads as the SELECT-only database role
-(`webapi.db`), answers JSON under /v1 and documents itself at /openapi.json and /docs; the web
-view for collectors (`webapi.web`: search, product pages with price charts, recent changes,
-crawl status) is HTML from the same app.
+The API reads as the SELECT-only database role (`webapi.db`), answers JSON under /v1 and
+documents itself at /openapi.json and /docs; the web view for collectors (`webapi.web`: search,
+product pages with price charts, recent changes, crawl status) is HTML from the same app.
+
+This package module stays light: the audit worker (`python -m webapi.auditor`), a process of
+its own, imports it too and needs no Flask. The factory itself is in `webapi.app`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from christmas_spiders import config, logs
-from christmas_spiders.storage import check_schema, get_engine
+    from christmas_spiders.config import Config
 
 
-def create_app(settings: config.Config | None = None, test_config: dict[str, Any] | None = None):
-    settings = settings or config.load()
-    logs.configure(settings.log_level, settings.log_format)
-    check_schema(get_engine(settings))  # raises SchemaMismatch: the API refuses to start
+def create_app(settings: Config | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """The app (see `webapi.app.create_app`)."""
+    from webapi.app import create_app as factory
 
-    from webapi import (
-        auth,
-        changes,
-        cli,
-        db,
-        docs,
-        errors,
-        health,
-        products,
-        runs,
-        schemas,
-        skus,
-        v1,
-        web,
-    )
-    from webapi import vendors as vendors_blueprint
-
-    app = Flask(__name__)
-    app.config.update(CHRISTMAS_CONFIG=settings, JSON_SORT_KEYS=False)
-    app.config.update(docs.API_CONFIG)
-    app.config["API_SPEC_OPTIONS"] = {
-        "security": v1.SECURITY,
-        "components": {"securitySchemes": v1.SECURITY_SCHEMES},
-        "info": {
-            "description": "Read-only API of project_christmas: Hallmark Keepsake ornaments, "
-            "their prices and stock at three shops, and the history of both. Every /v1 "
-            "request needs an API key (`Authorization: Bearer <key>` or `X-API-Key`)."
-        },
-    }
-    app.config.update(test_config or {})
-    databases = db.init_app(app, settings)
-    app.extensions["christmas_engine"] = databases.reader
-    auth.init_app(app, settings)
-    cli.init_app(app)
-
-    api = errors.Api(app)
-    api.register_field(schemas.Money, "string", "decimal")
-    errors.init_app(app)
-    app.register_blueprint(docs.blueprint)
-    api.register_blueprint(health.blueprint)
-    for module in (vendors_blueprint, products, skus, changes, runs):
-        api.register_blueprint(module.blueprint)
-    app.register_blueprint(web.blueprint)  # the HTML pages, at /
-    return app
+    return factory(settings, test_config)

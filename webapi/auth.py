@@ -190,13 +190,17 @@ def check_key(presented: str) -> tuple[ApiKey | None, str]:
     return key, reason
 
 
-def _presented_key() -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+def presented_key(cookie: str | None = None) -> str | None:
+    """The key this request presents: `Authorization: Bearer <key>`, `X-API-Key`, or the
+    cookie named `cookie` (the web view's key form sets one)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    value = request.headers.get("X-API-Key", "").strip()
-    return value or None
+    from_cookie = request.cookies.get(cookie) if cookie else None
+    for value in (request.headers.get("X-API-Key"), from_cookie):
+        if value and value.strip():
+            return value.strip()
+    return None
 
 
 def _unauthorized(message: str):
@@ -218,7 +222,7 @@ def _maybe_touch(key: ApiKey) -> None:
 
 def require_key() -> None:
     """before_request of every /v1 blueprint: 401 without a valid key, 429 over its limit."""
-    presented = _presented_key()
+    presented = presented_key()
     if presented is None:
         _unauthorized(
             "an API key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key'."

@@ -8,7 +8,6 @@ therefore never skips a change that commits late with a lower id.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import marshmallow as ma
@@ -16,17 +15,23 @@ import sqlalchemy as sa
 from marshmallow import fields, validate
 from sqlalchemy.engine import Connection
 
-from christmas_spiders.config import AUDITABLE_FIELDS
+from christmas_spiders.domain import (
+    AUDITABLE_FIELDS,
+    CHANGE_KINDS,
+    EVENTS,
+    PRICE_DROP,
+    PRICE_RISE,
+    RESTOCK,
+    SOLD_OUT,
+)
 from christmas_spiders.storage import history
-from christmas_spiders.storage.schema import CHANGE_KINDS, product_changes
+from christmas_spiders.storage.schema import product_changes
 from webapi import db, schemas, v1
 
 blueprint = v1.Blueprint("changes", __name__, description="The feed of price and stock changes.")
 
-EVENTS = ("price_drop", "price_rise", "restock", "sold_out")
 # How long a request waits for transactions that are writing history right now.
 SETTLE_TIMEOUT_SECONDS = 1.0
-_IN_STOCK = ("available", "preorder")
 
 
 class ChangeArgs(schemas.Query):
@@ -66,28 +71,6 @@ class ChangeArgs(schemas.Query):
             raise ma.ValidationError("give after_id or since, not both.", "since")
 
 
-def _price(value: str | None) -> Decimal | None:
-    try:
-        return None if value is None else Decimal(value)
-    except InvalidOperation:
-        return None
-
-
-def event_of(change: history.Change) -> str | None:
-    if change.kind != "changed":
-        return None
-    if change.field == "price" and not change.suspicious:
-        old, new = _price(change.old_value), _price(change.new_value)
-        if old is not None and new is not None and new != old:
-            return "price_drop" if new < old else "price_rise"
-    if change.field == "availability":
-        if change.old_value == "unavailable" and change.new_value in _IN_STOCK:
-            return "restock"
-        if change.old_value in _IN_STOCK and change.new_value == "unavailable":
-            return "sold_out"
-    return None
-
-
 def _start_after(connection: Connection, args: dict[str, Any]) -> int:
     if "after_id" in args:
         return args["after_id"]
@@ -116,7 +99,7 @@ def _as_json(change: history.Change) -> dict[str, Any]:
         "changed_at": change.changed_at,
         "crawl_run_id": change.crawl_run_id,
         "flags": list(change.flags),
-        "event": event_of(change),
+        "event": change.event,
         "product": {
             "vendor": change.vendor,
             "vendor_name": change.vendor_name,
@@ -131,7 +114,7 @@ def _as_json(change: history.Change) -> dict[str, Any]:
 
 
 @blueprint.route("/changes")
-@blueprint.arguments(ChangeArgs(), location="query", unknown=ma.RAISE)
+@blueprint.arguments(ChangeArgs(), location="query")
 @blueprint.response(200, schemas.ChangePage)
 def list_changes(args: dict[str, Any]):
     """Changes oldest first, from `after_id` or `since` (default: the beginning).
@@ -149,9 +132,9 @@ def list_changes(args: dict[str, Any]):
     if events:
         kinds = [kind for kind in (kinds or ["changed"]) if kind == "changed"]
         wanted = set()
-        if set(events) & {"price_drop", "price_rise"}:
+        if set(events) & {PRICE_DROP, PRICE_RISE}:
             wanted.add("price")
-        if set(events) & {"restock", "sold_out"}:
+        if set(events) & {RESTOCK, SOLD_OUT}:
             wanted.add("availability")
         fields_ = [field for field in (fields_ or sorted(wanted)) if field in wanted]
     if kinds == [] or fields_ == []:  # the filters exclude everything

@@ -54,9 +54,16 @@ def invalid(errors: Mapping[str, list[str] | str]) -> NoReturn:
 
 
 class Parser(FlaskParser):
-    """webargs, with validation errors as 400 and a message that names the parameters."""
+    """webargs, with validation errors as 400 and a message that names the parameters.
+
+    `unknown` is left to each schema (`unknown=None`, as webargs documents): without it,
+    webargs passes EXCLUDE for the query string and a schema's `Meta.unknown` never applies.
+    """
 
     DEFAULT_VALIDATION_STATUS = 400
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(unknown=None, **kwargs)
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers) -> NoReturn:
         invalid(_flatten(error.messages))

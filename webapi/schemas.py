@@ -3,12 +3,15 @@ and document it and every answer in the OpenAPI document)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
-from christmas_spiders.storage.schema import AVAILABILITY, CHANGE_KINDS, RUN_STATUSES
+from christmas_spiders.domain import AVAILABILITY, CHANGE_KINDS
+from christmas_spiders.storage.schema import RUN_STATUSES
 from christmas_spiders.vendors import VENDORS
 
 BIGINT_MAX = 2**63 - 1
@@ -16,6 +19,7 @@ PRICE_MAX = 10**10  # products.price is NUMERIC(12, 2)
 YEAR_MIN, YEAR_MAX = 1900, 2100
 # Query strings: printable text only (a NUL byte cannot even reach PostgreSQL).
 _PRINTABLE = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters.")
+_WORD = re.compile(r"\w")
 
 
 def text(max_length: int = 200, **kwargs) -> fields.String:
@@ -77,11 +81,37 @@ def record_id(**kwargs) -> fields.Integer:
     return fields.Integer(validate=validate.Range(min=0, max=BIGINT_MAX), **kwargs)
 
 
+def require_word(data: dict[str, Any], name: str) -> None:
+    """A search parameter (checked once its field is valid) needs a word to search for."""
+    if name in data and not _WORD.search(data[name]):
+        raise ma.ValidationError("must contain a letter or a digit.", name)
+
+
 class Query(ma.Schema):
-    """Query strings: unknown parameters are errors (a misspelt filter must not be ignored)."""
+    """Query strings: unknown parameters are errors (a misspelt filter must not be ignored).
+
+    Takes effect because our parser (`webapi.errors.Parser`) leaves `unknown` to the schema:
+    webargs would otherwise pass EXCLUDE for the query string, overriding this Meta.
+    """
 
     class Meta:
         unknown = ma.RAISE
+
+
+class HistoryArgs(Query):
+    """The window of a product's (or a SKU's offers') history."""
+
+    since = moment(metadata={"description": "Window start (the price then is included)."})
+    until = moment(metadata={"description": "Window end, exclusive."})
+    include_suspicious = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Count prices flagged suspicious in lowest/highest."},
+    )
+
+    @ma.validates_schema
+    def _check_window(self, data: dict[str, Any], **_kwargs) -> None:
+        if "since" in data and "until" in data and data["since"] >= data["until"]:
+            raise ma.ValidationError("must be before until.", "since")
 
 
 class Vendor(ma.Schema):

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import marshmallow as ma
-import sqlalchemy as sa
 from flask_smorest import abort
 
 from christmas_spiders.storage.schema import products
 from webapi import db, product_history, schemas, v1
-from webapi.products import HistoryArgs, product_rows
+from webapi.product_queries import OFFER_ORDER, product_rows
 
 blueprint = v1.Blueprint("skus", __name__, description="One SKU across every shop.")
 
 _p = products.c
 _MAX_SKU = 64
-# In stock first (cheapest first), then pre-orders, then out of stock; delisted offers last.
-OFFER_ORDER = (
-    _p.delisted_at.is_not(None),
-    sa.case((_p.availability == "available", 0), (_p.availability == "preorder", 1), else_=2),
-    _p.price.asc().nulls_last(),
-    _p.id,
-)
 
 
 @blueprint.route("/skus/<sku>")
-@blueprint.arguments(HistoryArgs(), location="query", unknown=ma.RAISE)
+@blueprint.arguments(schemas.HistoryArgs(), location="query")
 @blueprint.response(200, schemas.SkuView)
 def get_sku(args: dict[str, Any], sku: str):
     """Every shop's offer of one SKU, each with its own history (same window as a product's).

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import marshmallow as ma
 import sqlalchemy as sa
 from flask_smorest import abort
 from sqlalchemy.engine import Connection
 
+from christmas_spiders.domain import AVAILABILITY
 from christmas_spiders.storage.schema import crawl_runs, products, vendors
 from christmas_spiders.vendors import VENDORS
 from webapi import db, schemas, v1
@@ -23,7 +23,7 @@ _COUNTS = {
     "delisted": sa.func.count().filter(_p.delisted_at.is_not(None)),
     **{
         availability: sa.func.count().filter(_listed, _p.availability == availability)
-        for availability in ("available", "preorder", "unavailable")
+        for availability in AVAILABILITY
     },
 }
 
@@ -89,7 +89,7 @@ def _vendors(connection: Connection, vendor_id: str | None = None) -> list[dict[
 
 
 @blueprint.route("/vendors")
-@blueprint.arguments(schemas.Query(), location="query", unknown=ma.RAISE)
+@blueprint.arguments(schemas.Query(), location="query")
 @blueprint.response(200, schemas.Vendor(many=True))
 def list_vendors(_args: dict[str, Any]):
     """Every shop with its product counts, last sync time and latest crawl run."""
@@ -97,7 +97,7 @@ def list_vendors(_args: dict[str, Any]):
 
 
 @blueprint.route("/vendors/<vendor_id>")
-@blueprint.arguments(schemas.Query(), location="query", unknown=ma.RAISE)
+@blueprint.arguments(schemas.Query(), location="query")
 @blueprint.response(200, schemas.Vendor)
 def get_vendor(_args: dict[str, Any], vendor_id: str):
     """One shop."""

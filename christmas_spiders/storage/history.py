@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
+from christmas_spiders.domain import change_event
 from christmas_spiders.storage.schema import product_changes, products
 from christmas_spiders.storage.schema import vendors as vendor_table
 
@@ -80,6 +81,11 @@ class Change:
     @property
     def suspicious(self) -> bool:
         return SUSPICIOUS in self.flags
+
+    @property
+    def event(self) -> str | None:
+        """A price drop, a restock… (domain.EVENTS), or None."""
+        return change_event(self.kind, self.field, self.old_value, self.new_value, self.suspicious)
 
 
 # --- a product's history: prices and availability -------------------------------------------

@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from christmas_spiders.config import AlertRule
+from christmas_spiders.domain import (
+    IN_STOCK,
+    PRICE_DROP,
+    RESTOCK,
+    price_event,
+    price_of,
+    stock_event,
+)
 from christmas_spiders.storage.history import Change
-
-IN_STOCK = ("available", "preorder")
 
 
 @dataclass(frozen=True)
@@ -31,17 +37,6 @@ def money(value: Decimal | None, currency: str) -> str:
     if value is None:
         return "no price"
     return f"${value:,.2f}" if currency == "USD" else f"{value:,.2f} {currency}"
-
-
-def price(text: str | None) -> Decimal | None:
-    """A price as history stores it ("17.95"); None for no price, zero or garbage."""
-    if text is None:
-        return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() and value > 0 else None
 
 
 def snapshot(change: Change) -> dict:
@@ -64,9 +59,9 @@ def _price_alerts(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
     if change.suspicious:
         return []
     if change.kind == "listed":
-        old, new = None, price(str(snapshot(change).get("price") or ""))
+        old, new = None, price_of(str(snapshot(change).get("price") or ""))
     else:
-        old, new = price(change.old_value), price(change.new_value)
+        old, new = price_of(change.old_value), price_of(change.new_value)
     if new is None:
         return []
     shown = (
@@ -75,7 +70,7 @@ def _price_alerts(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
     )
     alerts = []
     for rule in rules:
-        if rule.rule == "price_drop" and old is not None and new < old:
+        if rule.rule == "price_drop" and price_event(old, new, change.suspicious) == PRICE_DROP:
             percent = (old - new) / old * 100
             if rule.min_percent is None or percent >= rule.min_percent:
                 alerts.append(
@@ -111,7 +106,7 @@ def _price_alerts(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
 def _stock_alert(change: Change) -> Alert | None:
     if change.kind == "changed" and change.field == "availability":
         old, new = change.old_value, change.new_value
-        back = old == "unavailable" and new in IN_STOCK
+        back = stock_event(old, new) == RESTOCK
     elif change.kind == "relisted":
         old, new = "delisted", snapshot(change).get("availability")
         back = new in IN_STOCK
@@ -140,7 +135,7 @@ def alerts_for(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
         alerts.append(stock)
     if "new_listing" in wanted and change.kind == "listed":
         recorded = snapshot(change)
-        listed_price = money(price(str(recorded.get("price") or "")), change.currency)
+        listed_price = money(price_of(str(recorded.get("price") or "")), change.currency)
         availability = recorded.get("availability", change.availability)
         alerts.append(
             Alert(
@@ -153,7 +148,7 @@ def alerts_for(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
         )
     if "delisted" in wanted and change.kind == "delisted":
         recorded = snapshot(change)
-        last_price = money(price(str(recorded.get("price") or "")), change.currency)
+        last_price = money(price_of(str(recorded.get("price") or "")), change.currency)
         alerts.append(
             Alert(
                 "delisted",

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from christmas_spiders.domain import price_of
 from christmas_spiders.storage.history import Change
-from webapi.auditor.alerts import Alert, money, price, snapshot
+from webapi.auditor.alerts import Alert, money, snapshot
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def describe(change: Change) -> str:
     if change.kind == "changed":
         old, new = change.old_value, change.new_value
         if change.field in ("price", "regular_price"):
-            old, new = money(price(old), change.currency), money(price(new), change.currency)
+            old, new = money(price_of(old), change.currency), money(price_of(new), change.currency)
         return f"{change.field} {old} → {new}{flagged}"
     recorded = ", ".join(f"{name} {value}" for name, value in snapshot(change).items())
     return f"{change.kind} ({recorded})" if recorded else change.kind

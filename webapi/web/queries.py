@@ -1,7 +1,7 @@
 """The queries of the web view that the /v1 API has no twin for, written once, so the API can
 use them too. Each takes a connection and returns rows or plain dataclasses; every value is
-bound. Product filters are the API's own (`webapi.products.filtered`), the history and its
-figures come from `storage.history`.
+bound. Product filters, offer order and product rows are the API's own (`webapi.product_queries`),
+the history and its figures come from `storage.history`.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.engine import Connection, Row
 
 from christmas_spiders.arguments import ArgumentError, parse_years
+from christmas_spiders.domain import PRICE_DROP, RESTOCK, STOCK_EVENTS
 from christmas_spiders.storage import history
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 from christmas_spiders.storage.schema import vendors as vendor_table
-from webapi.products import filtered
-from webapi.skus import OFFER_ORDER
+from webapi.product_queries import OFFER_ORDER, filtered, product_rows
 
 _p = products.c
 _c = product_changes.c
 _r = crawl_runs.c
 
-EVENTS = ("price_drop", "restock")
-IN_STOCK = ("available", "preorder")
+EVENTS = (PRICE_DROP, RESTOCK)  # the events the changes page shows
 
 
 def _ornament_key(columns) -> sa.ColumnElement[str]:
@@ -93,20 +92,14 @@ def _key_of(row: Row) -> str:
 # --- one SKU, one product --------------------------------------------------------------------
 
 
-def _offers() -> sa.Select:
-    return sa.select(products, vendor_table.c.display_name.label("vendor_name")).join(
-        vendor_table, vendor_table.c.id == _p.vendor
-    )
-
-
 def sku_offers(connection: Connection, sku: str) -> list[Row]:
     """Every listing of a SKU (exact, as stored: trimmed and upper-case), delisted ones
     included, in OFFER_ORDER, each with its shop's `vendor_name`."""
-    return connection.execute(_offers().where(_p.sku == sku).order_by(*OFFER_ORDER)).all()
+    return connection.execute(product_rows().where(_p.sku == sku).order_by(*OFFER_ORDER)).all()
 
 
 def product(connection: Connection, product_id: int) -> Row | None:
-    return connection.execute(_offers().where(_p.id == product_id)).first()
+    return connection.execute(product_rows().where(_p.id == product_id)).first()
 
 
 # --- changes, newest first -----------------------------------------------------------------
@@ -139,21 +132,27 @@ def _price_of(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.case((_c.field == "price", sa.cast(column, _p.price.type)))
 
 
+def _stock_event(event: str) -> sa.ColumnElement[bool]:
+    before, after = STOCK_EVENTS[event]
+    return sa.and_(
+        _c.kind == "changed",
+        _c.field == "availability",
+        _c.old_value.in_(before),
+        _c.new_value.in_(after),
+    )
+
+
 _EVENT_CONDITIONS = {
-    # The same events as /v1/changes (webapi.changes.event_of); a price flagged suspicious by
-    # the history trigger is never a drop.
-    "price_drop": sa.and_(
+    # The events of domain.change_event, in SQL; a price flagged suspicious by the history
+    # trigger is never a drop.
+    PRICE_DROP: sa.and_(
         _c.kind == "changed",
         _c.field == "price",
         sa.not_(sa.literal(history.SUSPICIOUS) == sa.any_(_c.flags)),
+        _price_of(_c.new_value) > 0,  # zero is no price (domain.price_of)
         _price_of(_c.new_value) < _price_of(_c.old_value),
     ),
-    "restock": sa.and_(
-        _c.kind == "changed",
-        _c.field == "availability",
-        _c.old_value == "unavailable",
-        _c.new_value.in_(IN_STOCK),
-    ),
+    RESTOCK: _stock_event(RESTOCK),
 }
 
 
