@@ -12,6 +12,12 @@ from decimal import Decimal, InvalidOperation
 # longer listed, and listed again.
 CHANGE_KINDS = ("listed", "changed", "delisted", "relisted")
 
+# A crawl run's health verdict (christmas_spiders.health): a `product_changes` row without a
+# product, written once when a vendor's run is suspect and once when the vendor is healthy
+# again. Subscribers receive it only when they ask for it (kinds or the crawl_health rule).
+HEALTH_KIND = "crawl_health"
+EVENT_KINDS = (*CHANGE_KINDS, HEALTH_KIND)
+
 # Columns of `products` whose changes the history trigger can record.
 AUDITABLE_FIELDS = (
     "price",

@@ -33,7 +33,7 @@ from scrapy.crawler import Crawler
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from christmas_spiders import crawl_errors
+from christmas_spiders import crawl_errors, health
 from christmas_spiders.config import Config
 from christmas_spiders.crawl_errors import FAILS_RUN
 from christmas_spiders.distributed.connection import describe
@@ -74,6 +74,7 @@ class CrawlRunRecorder:
         self.engine_up = False  # engine_started came: engine_stopped will follow
         self.closed: tuple[Spider, str, Outcome | None] | None = None  # at spider_closed
         self.recorded = False
+        self.health: health.Verdict | None = None  # judged by the process that ends the run
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
         crawler.signals.connect(self.engine_started, signal=signals.engine_started)
@@ -227,6 +228,7 @@ class CrawlRunRecorder:
             self.run_id = self._open_run(spider)
             self.crawler.stats.set_value("crawl_run/id", self.run_id)
         with get_engine(self.config).begin() as connection:
+            self.health = self._judge(connection, spider, reason, counters, outcome)
             if self.distributed:
                 status = self._run_status(connection, spider, status, outcome)
             elif status == "finished" and not getattr(spider, "run_id", None):
@@ -242,6 +244,34 @@ class CrawlRunRecorder:
                 stats=stats,
             )
             return status, runs.count_changes(connection, self.run_id)
+
+    def _judge(
+        self,
+        connection: Connection,
+        spider: Spider,
+        reason: str,
+        counters: dict[str, int],
+        outcome: Outcome | None,
+    ) -> health.Verdict | None:
+        """The run's health (docs/health.md), judged before anything is delisted by the process
+        that ends the run: without Redis the one that started it, with Redis the last worker."""
+        if self.distributed and (outcome is None or not outcome.last):
+            return None
+        if not self.distributed and getattr(spider, "run_id", None):
+            return None
+        years = outcome.years if outcome is not None else None
+        if years is None:
+            years = getattr(spider, "years_crawled", frozenset())
+        return health.judge_run(
+            connection,
+            self.config,
+            self.crawler.stats,
+            self.run_id,
+            spider,
+            years=years,
+            reason=reason,
+            errors=counters["errors"],
+        )
 
     def _run_status(
         self, connection: Connection, spider: Spider, status: str, outcome: Outcome | None
@@ -286,9 +316,10 @@ class CrawlRunRecorder:
         target = getattr(spider, "target", None)
         if target is None:
             return
+        suspect = self.health is not None and self.health.health == "suspect"
         years = frozenset(years)
         if target.mode in ("url", "product_id"):
-            if product_gone:
+            if product_gone and not self._suspect_delists_nothing(suspect):
                 count = delisting.delist_product(
                     connection,
                     vendor,
@@ -328,6 +359,8 @@ class CrawlRunRecorder:
                 )
             else:
                 complete.append(year)
+        if self._suspect_delists_nothing(suspect):
+            return
         stats.set_value(delisting.SEEN_STAT, {str(year): seen[year] for year in complete})
         # A product page found but not read (robots.txt, too large, a redirect loop) is not gone.
         unread = getattr(spider, "unread_links", ())
@@ -335,6 +368,13 @@ class CrawlRunRecorder:
             "delisted",
             delisting.delist_unseen(connection, vendor, complete, started, self.run_id, unread),
         )
+
+    def _suspect_delists_nothing(self, suspect: bool) -> bool:
+        """A suspect run delists nothing, nor becomes the incomplete-year guard's reference."""
+        if suspect:
+            self.crawler.stats.set_value("delisted/skipped_suspect", 1)
+            logger.warning("crawl run %s is suspect: nothing delisted", self.run_id)
+        return suspect
 
     def _summary(
         self,
@@ -369,6 +409,8 @@ class CrawlRunRecorder:
             f"requests  {counters['requests']}, {counters['browser_renders']} browser renders, "
             f"{self.errors.count} errors logged",
         ]
+        if health_line := health.summary_line(stats):
+            lines.append(health_line)
         # What broke a part of the crawl first, then the other errors (a few of each).
         lines += [f"failure   {text}" for text in self.errors.failures]
         lines += [

@@ -72,6 +72,7 @@ ITEM_PIPELINES = {
     "christmas_spiders.pipelines.NormalizePipeline": 100,
     "christmas_spiders.pipelines.ValidatePipeline": 200,
     "christmas_spiders.pipelines.StorePipeline": 300,
+    "christmas_spiders.health.counting.HealthPipeline": 400,  # docs/health.md
 }
 
 FEED_EXPORT_ENCODING = "utf-8"

@@ -94,6 +94,21 @@ class Config:
     # A year whose crawl found fewer products than this share of the last complete crawl of
     # it delists nothing (the crawl looks incomplete).
     delist_min_ratio: float = _option(0.5, f.number(0.0, 1.0))
+    # Crawl health (christmas_spiders.health, docs/health.md): when a run is `suspect`.
+    # Coverage and first-run checks need this many product pages (smaller runs: vanishes only).
+    health_min_items: int = _option(10, f.integer(1, 1_000_000))
+    # A year with fewer products than this share of its last healthy run's.
+    health_min_year_ratio: float = _option(0.8, f.number(0.0, 1.0))
+    # A field shown on fewer products than this share of its last healthy coverage.
+    health_min_coverage_ratio: float = _option(0.8, f.number(0.0, 1.0))
+    # More than this share of the products that had a field lost it in the run.
+    health_max_vanished_share: float = _option(0.5, f.number(0.0, 1.0))
+    # A vendor's first run: price, name and availability on at least this share.
+    health_first_run_min_share: float = _option(0.5, f.number(0.0, 1.0))
+    # Problem pages, errors and retries: at most this much above the last healthy run.
+    health_max_problem_share: float = _option(0.25, f.number(0.0, 1.0))
+    health_max_error_share: float = _option(0.1, f.number(0.0, 1.0))
+    health_max_retry_share: float = _option(0.5, f.number(0.0, 100.0))
     # Distributed crawling, only with redis_url; see docs/scale-out.md. The defaults are the
     # named constants of christmas_spiders.distributed.defaults.
     redis_key_prefix: str = _option(_redis.REDIS_KEY_PREFIX, f.text())

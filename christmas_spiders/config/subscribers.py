@@ -15,12 +15,19 @@ import marshmallow as ma
 from marshmallow import ValidationError, validate
 
 from christmas_spiders.config import fields as f
-from christmas_spiders.domain import AUDITABLE_FIELDS, CHANGE_KINDS
+from christmas_spiders.domain import AUDITABLE_FIELDS, CHANGE_KINDS, EVENT_KINDS, HEALTH_KIND
 from christmas_spiders.vendors import VENDORS
 
 # Tables whose changes reach product_changes (the history trigger is on `products`).
 SUBSCRIBABLE_TABLES = ("products",)
-ALERT_RULES = ("price_drop", "below_target", "back_in_stock", "new_listing", "delisted")
+ALERT_RULES = (
+    "price_drop",
+    "below_target",
+    "back_in_stock",
+    "new_listing",
+    "delisted",
+    HEALTH_KIND,  # a crawl run of a vendor is suspect, or healthy again (docs/health.md)
+)
 SUBSCRIBER_DESTINATIONS = ("log", "webhook", "apprise")
 _RULE_OPTIONS = {"price_drop": ("min_percent",), "below_target": ("sku", "target")}
 
@@ -55,7 +62,7 @@ class Subscriber:
     name: str
     destination: Destination
     tables: tuple[str, ...] = SUBSCRIBABLE_TABLES
-    kinds: tuple[str, ...] = CHANGE_KINDS
+    kinds: tuple[str, ...] = CHANGE_KINDS  # crawl_health only when asked for
     fields: tuple[str, ...] | None = None  # None: every audited field (`changed` rows only)
     vendors: tuple[str, ...] | None = None  # None: every vendor
     alerts: tuple[AlertRule, ...] = ()  # empty: every matching change; else alerts only
@@ -160,7 +167,7 @@ class _Subscriber(f.Strict):
     webhook = f.Object(_Webhook)
     apprise = f.Object(_Apprise, pre_load=_url_only)  # "apprise": "<url>" for short
     tables = _names(SUBSCRIBABLE_TABLES)
-    kinds = _names(CHANGE_KINDS)
+    kinds = _names(EVENT_KINDS)
     changed_fields = _names(AUDITABLE_FIELDS, data_key="fields", attribute="fields")
     vendors = _names(tuple(VENDORS))
     alerts = f.List(
@@ -180,6 +187,9 @@ class _Subscriber(f.Strict):
         kind = next(kind for kind in SUBSCRIBER_DESTINATIONS if kind in data)
         options = data.pop(kind)
         destination = Destination(kind) if kind == "log" else Destination(kind, **options)
+        if any(rule.rule == HEALTH_KIND for rule in data.get("alerts", ())):
+            # The crawl_health rule needs the crawl_health rows it alerts on.
+            data["kinds"] = tuple(dict.fromkeys((*data.get("kinds", CHANGE_KINDS), HEALTH_KIND)))
         return Subscriber(destination=destination, **data)
 
 

@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from christmas_spiders import arguments
 from christmas_spiders.config import Config
 from christmas_spiders.distributed import yearlinks
+from christmas_spiders.health.counting import product_page_skipped
 from christmas_spiders.items import ProductItem
 from christmas_spiders.parsers import ProductPage
 from christmas_spiders.storage import get_engine
@@ -393,6 +394,9 @@ class VendorSpider(scrapy.Spider):
             if page.skipped == "no_product":
                 self._note_product_gone()
             stats.inc_value(f"pages/skipped/{page.skipped}")
+            self.crawler.signals.send_catch_log(
+                product_page_skipped, reason=page.skipped, year=year, url=response.url
+            )
             logger.warning("%s: no product on this page (%s), skipped", response.url, page.skipped)
             return
         fields = dict(page.fields)

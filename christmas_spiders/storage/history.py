@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
-from christmas_spiders.domain import change_event
-from christmas_spiders.storage.schema import product_changes, products
+from christmas_spiders.domain import CHANGE_KINDS, HEALTH_KIND, change_event
+from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 from christmas_spiders.storage.schema import vendors as vendor_table
 
 SUSPICIOUS = "suspicious"
@@ -58,10 +58,14 @@ class PriceFigures:
 
 @dataclass(frozen=True)
 class Change:
-    """One product_changes row with the product it belongs to (as the product is now)."""
+    """One product_changes row with the product it belongs to (as the product is now).
+
+    A `crawl_health` row (christmas_spiders.health) belongs to no product: its product fields
+    are None, `vendor` is its crawl run's, and `new_value` holds the verdict as JSON.
+    """
 
     id: int
-    product_id: int
+    product_id: int | None
     kind: str
     field: str | None
     old_value: str | None
@@ -71,12 +75,12 @@ class Change:
     flags: tuple[str, ...]
     vendor: str
     vendor_name: str
-    name: str
+    name: str | None
     sku: str | None
-    link: str
-    currency: str
+    link: str | None
+    currency: str | None
     price: Decimal | None
-    availability: str
+    availability: str | None
 
     @property
     def suspicious(self) -> bool:
@@ -209,7 +213,17 @@ def _in_window(points: list[Point], since: datetime) -> list[Point]:
 
 # --- the change feed ----------------------------------------------------------------------------
 
-_FEED_COLUMNS = (
+
+def _feed_columns(vendor: sa.ColumnElement[str]) -> tuple[sa.ColumnElement[object], ...]:
+    return (
+        *_CHANGE_COLUMNS,
+        vendor.label("vendor"),
+        vendor_table.c.display_name.label("vendor_name"),
+        *_PRODUCT_COLUMNS,
+    )
+
+
+_CHANGE_COLUMNS = (
     _changes.id,
     _changes.product_id,
     _changes.kind,
@@ -219,8 +233,8 @@ _FEED_COLUMNS = (
     _changes.changed_at,
     _changes.crawl_run_id,
     _changes.flags,
-    products.c.vendor,
-    vendor_table.c.display_name.label("vendor_name"),
+)
+_PRODUCT_COLUMNS = (
     products.c.name,
     products.c.sku,
     products.c.link,
@@ -252,26 +266,32 @@ def change_feed(
 
     Pass `up_to=settled_change_id(connection)` to never skip a change that commits late, and
     continue from `next_after_id`. Filters: `vendors` (product vendors), `kinds` (listed,
-    changed, delisted, relisted) and `fields` (the audited field of `changed` rows; rows of
-    other kinds pass it). A page reads at most `_SCAN_WINDOW` ids, so it stays cheap even when
-    the planner's statistics lag behind a burst of history; it may then hold fewer than
-    `limit` changes although more follow.
+    changed, delisted, relisted by default; crawl_health rows only when asked for) and
+    `fields` (the audited field of `changed` rows; rows of other kinds pass it). A page reads
+    at most `_SCAN_WINDOW` ids, so it stays cheap even when the planner's statistics lag
+    behind a burst of history; it may then hold fewer than `limit` changes although more
+    follow.
     """
     end = max(after_id, up_to)
     if product_id is None:  # (product_id, id) is indexed: a product's feed needs no window
         end = min(end, after_id + max(_SCAN_WINDOW, 4 * limit))
+    kinds = CHANGE_KINDS if kinds is None else kinds
+    if HEALTH_KIND in kinds:  # rows without a product: their vendor is their crawl run's
+        source = product_changes.outerjoin(products, products.c.id == _changes.product_id)
+        source = source.outerjoin(crawl_runs, crawl_runs.c.id == _changes.crawl_run_id)
+        vendor = sa.func.coalesce(products.c.vendor, crawl_runs.c.spider)
+    else:
+        source = product_changes.join(products, products.c.id == _changes.product_id)
+        vendor = products.c.vendor
     query = (
-        sa.select(*_FEED_COLUMNS)
-        .join(products, products.c.id == _changes.product_id)
-        .join(vendor_table, vendor_table.c.id == products.c.vendor)
-        .where(_changes.id > after_id, _changes.id <= end)
+        sa.select(*_feed_columns(vendor))
+        .select_from(source.join(vendor_table, vendor_table.c.id == vendor))
+        .where(_changes.id > after_id, _changes.id <= end, _changes.kind.in_(kinds))
         .order_by(_changes.id)
         .limit(limit)
     )
     if vendors is not None:
-        query = query.where(products.c.vendor.in_(vendors))
-    if kinds is not None:
-        query = query.where(_changes.kind.in_(kinds))
+        query = query.where(vendor.in_(vendors))
     if fields is not None:
         query = query.where(sa.or_(_changes.kind != "changed", _changes.field.in_(fields)))
     if product_id is not None:

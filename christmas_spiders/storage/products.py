@@ -4,6 +4,12 @@ A product's identity is (vendor, vendor_key), where vendor_key is the shop's pro
 canonical link when the page shows no id. Renames therefore update the row. An unchanged product
 only gets a new ``last_synced_at``; the history trigger compares audited fields, so it records
 nothing for it.
+
+**Values never vanish mid-run.** A protected field (``PROTECTED``) that the product has and the
+page no longer shows is not written over: the product keeps that field's group of values (its
+price and regular price, say) and only its other columns are updated. Whether the value really
+went is decided when the run ends, once its health is known (``christmas_spiders.health``):
+the run records such vanishes and applies them if the field's coverage was healthy.
 """
 
 from __future__ import annotations
@@ -52,6 +58,18 @@ class UpsertResult:
         return self
 
 
+# Key field → the columns kept with it when a page no longer shows it (christmas_spiders.health).
+# `name` and `availability` are never missing from a stored item (validation drops such items).
+PROTECTED: dict[str, tuple[str, ...]] = {
+    "price": ("price", "regular_price"),
+    "availability_text": ("availability", "availability_text"),
+    "sku": ("sku",),
+    "image_url": ("image_url",),
+    "series": ("series", "series_number"),
+}
+_KEY_OF = {column: key for key, group in PROTECTED.items() for column in group}
+
+
 def vendor_key(item: Mapping[str, Any]) -> str:
     return str(item.get("vendor_product_id") or item["link"])
 
@@ -84,14 +102,15 @@ def _upsert_statement() -> sa.Executable:
         columns, sa.select(*(recordset.c[name] for name in columns))
     )
     new = statement.excluded
+    values = {column: _kept_or_new(column, new) for column in ITEM_COLUMNS}
     changed = sa.tuple_(*(products.c[column] for column in ITEM_COLUMNS)).is_distinct_from(
-        sa.tuple_(*(new[column] for column in ITEM_COLUMNS))
+        sa.tuple_(*values.values())
     )
     now = sa.func.now()
     return statement.on_conflict_do_update(
         index_elements=[products.c.vendor, products.c.vendor_key],
         set_={
-            **{column: new[column] for column in ITEM_COLUMNS},
+            **values,
             # Never back in time: a batch that began before another run's write but lands after
             # it must not make the product look unseen to that run (storage.delisting).
             "last_synced_at": sa.func.greatest(products.c.last_synced_at, now),
@@ -102,6 +121,16 @@ def _upsert_statement() -> sa.Executable:
         sa.literal_column("xmax = 0").label("created"),
         (products.c.updated_at == now).label("touched"),
     )
+
+
+def _kept_or_new(column: str, new: Any) -> Any:
+    """The value an update writes: the page's, unless the column belongs to a protected group
+    whose key the product has and the page lacks (then the stored one, see the module doc)."""
+    key = _KEY_OF.get(column)
+    if key is None:
+        return new[column]
+    vanished = sa.and_(new[key].is_(None), products.c[key].is_not(None))
+    return sa.case((vanished, products.c[column]), else_=new[column])
 
 
 _UPSERT = _upsert_statement()

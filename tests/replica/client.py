@@ -7,6 +7,7 @@
     replica.throttle("hookedonhallmark_com", every=3)   # None = all three shops
     replica.faults("ornament_shop_com", {"kind": "reset"}, path="/some-product/")
     replica.disallow("ornament_shop_com", "/some-product/")   # a robots.txt line
+    replica.theme("ornament_shop_com", "price", "listing")      # a broken theme; () restores
     replica.stats("hookedonhallmark_com")["by_kind"]["product"]
     replica.reset()
 
@@ -123,6 +124,13 @@ class Replica:
     def disallow(self, vendor: str, *paths: str) -> None:
         """Add `Disallow:` lines for these paths to the shop's robots.txt."""
         self.control(vendor, "POST", "/robots", {"disallow": list(paths)})
+
+    def theme(self, vendor: str, *broken: str, empty_years: tuple[int, ...] = ()) -> None:
+        """Break the shop's theme: "price" (product pages show no price anywhere),
+        "availability_text", "name" (empty), "listing" (cut to its first page); and/or empty
+        the listings of `empty_years`. No arguments restore the shop's own theme."""
+        body = {"broken": list(broken), "empty_years": list(empty_years)}
+        self.control(vendor, "POST", "/theme", body)
 
     def set_latency(self, milliseconds: int, vendor: str | None = None) -> None:
         for name in self._each(vendor):

@@ -12,8 +12,10 @@ disallows it). It reads the ground truth and changes the running shop:
     POST /__replica__/faults     {"path": "/x_p_1.html" (optional: else the shop's next
          requests), "skip": 0, "faults": [{"kind": "reset", "times": 1}, ...]} (faults.py)
     POST /__replica__/robots     {"disallow": ["/x_p_1.html", ...]}  lines added to robots.txt
+    POST /__replica__/theme      {"broken": ["price", "availability_text", "name", "listing"],
+         "empty_years": [2018]}  a broken theme (state.Theme); {} restores the shop's own
     GET  /__replica__/stats      request counts by path kind and status, most in flight at once
-    POST /__replica__/reset      drop overrides, counts, throttle and latency changes
+    POST /__replica__/reset      drop overrides, counts, throttle, latency and theme changes
 
 Every answer is JSON; errors are {"error": "<one sentence>"} with a 4xx status.
 """
@@ -32,7 +34,7 @@ from .faults import Fault, FaultPlan
 from .models import AVAILABLE, EXPECT_GONE, EXPECT_ITEM, PREORDER, STATUS_OK, UNAVAILABLE
 from .products import AVAILABILITY_TEXTS
 from .shops.base import Shop
-from .state import ShopState, Throttle
+from .state import THEME_BREAKS, ShopState, Theme, Throttle
 
 PREFIX = "/__replica__"
 _PRODUCT = re.compile(r"/(?:catalog|products)/(\d+)")
@@ -83,6 +85,9 @@ def _route(shop: Shop, request: Request, origin: str, path: str) -> Response:
         return _json({"vendor": shop.vendor, "latency_ms": milliseconds})
     if (method, path) == ("POST", "/faults"):
         return _json({"vendor": shop.vendor, **_set_faults(state, _body(request))})
+    if (method, path) == ("POST", "/theme"):
+        state.theme = _theme(shop, _body(request))
+        return _json({"vendor": shop.vendor, **state.theme.as_json()})
     if (method, path) == ("POST", "/robots"):
         disallow = _body(request).get("disallow", [])
         if not isinstance(disallow, list) or not all(
@@ -199,6 +204,18 @@ def _set_faults(state: ShopState, body: dict[str, Any]) -> dict[str, Any]:
         raise ControlError(400, str(error)) from None
     state.set_faults(plan, path)
     return {"path": path, **(plan.as_json() if plan else {"skip": 0, "faults": []})}
+
+
+def _theme(shop: Shop, body: dict[str, Any]) -> Theme:
+    unknown = sorted(set(body) - {"broken", "empty_years"})
+    if unknown:
+        raise ControlError(400, f"unknown field(s) {', '.join(unknown)}; use broken, empty_years")
+    broken, empty_years = body.get("broken", []), body.get("empty_years", [])
+    if not isinstance(broken, list) or not set(broken) <= set(THEME_BREAKS):
+        raise ControlError(400, f"theme 'broken' must be a list of {', '.join(THEME_BREAKS)}")
+    if not isinstance(empty_years, list) or not all(isinstance(y, int) for y in empty_years):
+        raise ControlError(400, "theme 'empty_years' must be a list of years")
+    return Theme(frozenset(broken), shop.per_page, frozenset(empty_years))
 
 
 def _throttle(body: dict[str, Any]) -> Throttle:

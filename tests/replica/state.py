@@ -1,5 +1,5 @@
 """What changes while a replica runs: product overrides, throttling, latency, fault plans,
-robots.txt lines, request counts.
+robots.txt lines, a broken theme, request counts.
 
 One `ShopState` per shop origin. The generated catalog stays immutable; an override is a small
 dict of field changes applied whenever the product is read, so the control API can change a
@@ -38,6 +38,35 @@ class Throttle:
         }
 
 
+# What a broken theme can break (POST /__replica__/theme): product pages that show no price
+# anywhere, no availability text, or an empty name; listings cut to their first page.
+THEME_BREAKS = ("price", "availability_text", "name", "listing")
+
+
+@dataclass(frozen=True)
+class Theme:
+    """A theme update gone wrong, as the shop's pages show it; the catalog (the truth the
+    control API reports) is unchanged. `empty_years`: the shop emptied those years' listings
+    (a genuine removal, not a break)."""
+
+    broken: frozenset[str] = frozenset()
+    first_page: int = 0  # products on a listing's first page (the shop's page size)
+    empty_years: frozenset[int] = frozenset()
+
+    def shown(self, product: Product) -> Product:
+        changes: dict[str, Any] = {}
+        if "price" in self.broken:
+            changes.update(price=None, regular_price=None, msrp=None)
+        if "availability_text" in self.broken:
+            changes["availability_text"] = ""
+        if "name" in self.broken:
+            changes["raw_name"] = ""
+        return replace(product, **changes) if changes else product
+
+    def as_json(self) -> dict[str, Any]:
+        return {"broken": sorted(self.broken), "empty_years": sorted(self.empty_years)}
+
+
 class ShopState:
     def __init__(self, catalog: ShopCatalog, latency_ms: int = 0, throttle: Throttle | None = None):
         self.catalog = catalog
@@ -58,6 +87,7 @@ class ShopState:
         self.path_plans: dict[str, FaultPlan] = {}  # the requests of one path
         self.robots_disallow: tuple[str, ...] = ()  # added to robots.txt
         self._faulted: Counter[str] = Counter()
+        self.theme = Theme()
 
     # --- products ---------------------------------------------------------------------------
 
@@ -75,7 +105,17 @@ class ShopState:
         return None if product is None else self.product(product.index)
 
     def listing(self, key: str, start: int = 0, stop: int | None = None) -> list[Product]:
-        return [self.product(i) for i in self.catalog.categories[key].indices(start, stop)]
+        """The products a listing shows at positions [start, stop), as the theme shows it."""
+        category, theme = self.catalog.categories[key], self.theme
+        if category.year in theme.empty_years:
+            return []
+        if "listing" in theme.broken:
+            stop = theme.first_page if stop is None else min(stop, theme.first_page)
+        return [self.product(i) for i in category.indices(start, stop)]
+
+    def shown(self, product: Product) -> Product:
+        """A product as its page shows it under the current theme."""
+        return self.theme.shown(product)
 
     def override(self, index: int, changes: dict[str, Any]) -> Product:
         with self._lock:
@@ -171,3 +211,4 @@ class ShopState:
             self.path_plans.clear()
             self.robots_disallow = ()
             self._faulted.clear()
+            self.theme = Theme()

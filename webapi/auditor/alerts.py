@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from christmas_spiders.config import AlertRule
 from christmas_spiders.domain import (
+    HEALTH_KIND,
     IN_STOCK,
     PRICE_DROP,
     RESTOCK,
@@ -22,6 +23,7 @@ from christmas_spiders.domain import (
     stock_event,
 )
 from christmas_spiders.storage.history import Change
+from webapi.auditor import health_events
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,15 @@ def _stock_alert(change: Change) -> Alert | None:
 def alerts_for(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
     """The alerts this change raises under the given rules (usually none)."""
     wanted = {rule.rule for rule in rules}
+    if change.kind == HEALTH_KIND:  # a crawl run's verdict (docs/health.md)
+        if HEALTH_KIND not in wanted:
+            return []
+        title, text = health_events.title(change), health_events.text(change)
+        return [
+            Alert(
+                HEALTH_KIND, title, text, change.old_value, health_events.verdict(change)["health"]
+            )
+        ]
     alerts: list[Alert] = []
     is_price = change.kind == "listed" or (change.kind == "changed" and change.field == "price")
     if is_price:

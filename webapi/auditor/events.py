@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from christmas_spiders.domain import price_of
+from christmas_spiders.domain import HEALTH_KIND, price_of
 from christmas_spiders.storage.history import Change
+from webapi.auditor import health_events
 from webapi.auditor.alerts import Alert, money, snapshot
 
 
@@ -22,7 +23,12 @@ class Event:
 
     def as_json(self) -> dict[str, Any]:
         change = self.change
-        data: dict[str, Any] = {
+        if change.kind == HEALTH_KIND:  # a crawl run's verdict: no product
+            data = health_events.as_json(change)
+            if self.alerts:
+                data["alerts"] = [_alert_json(alert) for alert in self.alerts]
+            return data
+        data = {
             "change_id": change.id,
             "table": "products",
             "product_id": change.product_id,
@@ -61,6 +67,8 @@ class Event:
     def title(self) -> str:
         if self.alerts:
             return self.alerts[0].title
+        if self.change.kind == HEALTH_KIND:
+            return health_events.title(self.change)
         return f"{self.change.name}: {describe(self.change)}"
 
     @property
@@ -68,6 +76,8 @@ class Event:
         if self.alerts:
             return "\n\n".join(alert.text for alert in self.alerts)
         change = self.change
+        if change.kind == HEALTH_KIND:
+            return health_events.text(change)
         return "\n".join((change.name, f"at {change.vendor_name}", describe(change), change.link))
 
 
@@ -81,3 +91,13 @@ def describe(change: Change) -> str:
         return f"{change.field} {old} → {new}{flagged}"
     recorded = ", ".join(f"{name} {value}" for name, value in snapshot(change).items())
     return f"{change.kind} ({recorded})" if recorded else change.kind
+
+
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "rule": alert.rule,
+        "title": alert.title,
+        "text": alert.text,
+        "old_value": alert.old_value,
+        "new_value": alert.new_value,
+    }

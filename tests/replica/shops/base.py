@@ -126,6 +126,7 @@ class Shop:
         raise NotImplementedError
 
     robots_disallow: ClassVar[tuple[str, ...]] = ()
+    per_page: ClassVar[int]  # products on a listing page (a broken theme may show only one)
     deleted_status: ClassVar[str] = STATUS_GONE  # what a product deleted via the API answers
     sitemap_path: ClassVar[str] = "/sitemap.xml"
 

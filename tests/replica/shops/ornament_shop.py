@@ -88,6 +88,7 @@ class OrnamentShop(Shop):
     folder = "ornament_shop"
     robots_disallow = ("/cart.php", "/checkout", "/compare", "/account.php", "/search.php")
     sitemap_path = "/xmlsitemap.php"
+    per_page = PER_PAGE
 
     def routes(self) -> list[Route]:
         return [
@@ -196,6 +197,7 @@ class OrnamentShop(Shop):
             return self.not_found(page)
         if path != product.path:  # E21: an old URL of a moved product
             return self.redirect(page, product.path)
+        product = self.state.shown(product)  # a broken theme hides some of it
         category = self.catalog.category(product.category)
         crumbs = [
             *self._crumbs(page, self.catalog.index, category),

@@ -101,6 +101,7 @@ def three_d_item(product: Product) -> str:
 class ThreeDCartShop(Shop):
     index_template: ClassVar[str] = "index.html"
     robots_disallow = ("/add_cart.asp", "/view_cart.asp", "/checkout.asp", "/myaccount.asp")
+    per_page = PER_PAGE
 
     def routes(self) -> list[Route]:
         return [
@@ -171,7 +172,7 @@ class ThreeDCartShop(Shop):
         if product.status == STATUS_SOFT_404:
             return kind, self.soft_404(page, product)
         if quickview:
-            return kind, self.product_page(page, product, quickview=True)
+            return kind, self.product_page(page, self.state.shown(product), quickview=True)
         return kind, self.redirect(page, product.path)
 
     def _product(self, page: Page, match: re.Match[str]) -> Response:
@@ -184,7 +185,7 @@ class ThreeDCartShop(Shop):
             return self.redirect(page, self.catalog.category(product.category).path)
         if product.status == STATUS_SOFT_404:
             return self.soft_404(page, product)
-        return self.product_page(page, product, quickview=False)
+        return self.product_page(page, self.state.shown(product), quickview=False)
 
     def soft_404(self, page: Page, product: Product) -> Response:
         return self.render("soft_404.html", page, product=product)
