@@ -219,6 +219,10 @@ class StorePipeline(_Pipeline):
                     result += self._with_retries(lambda item=item: self._upsert([item], run_id))
                 except DBAPIError as row_error:
                     self._dead_letter([item], row_error)
+        except Exception as error:  # not the database's answer (a bug, a bad value): keep them
+            logger.error("storing %d item(s) failed unexpectedly", len(batch), exc_info=error)
+            self._dead_letter(batch, error)
+            return
         stats.inc_value("store/created", result.created)
         stats.inc_value("store/updated", result.updated)
         stats.inc_value("store/unchanged", result.unchanged)
@@ -250,17 +254,17 @@ class StorePipeline(_Pipeline):
                     attempt,
                     attempts,
                     delay,
-                    str(error.orig or error).strip().splitlines()[0],
+                    one_line(error),
                 )
                 self.crawler.stats.inc_value("store/retries")
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _dead_letter(self, items: list[dict[str, Any]], error: DBAPIError) -> None:
+    def _dead_letter(self, items: list[dict[str, Any]], error: Exception) -> None:
         spider_name = self.crawler.spider.name if self.crawler.spider else "unknown"
         if self.dead_letter_path is None:
             self.dead_letter_path = deadletter.new_path(self.config.dead_letter_dir, spider_name)
-        reason = str(error.orig or error).strip().splitlines()[0]
+        reason = one_line(error)
         try:
             deadletter.append(self.dead_letter_path, items, reason)
         except OSError as file_error:  # disk full, read-only or missing folder…
