@@ -14,8 +14,8 @@ from typing import Any
 
 from price_parser import Price
 
-AVAILABLE, PREORDER, UNAVAILABLE = "available", "preorder", "unavailable"
-AVAILABILITY_VALUES = (AVAILABLE, PREORDER, UNAVAILABLE)
+from christmas_spiders.domain import AVAILABILITY, AVAILABLE, PREORDER, UNAVAILABLE
+
 _CENT = Decimal("0.01")
 
 # Text rules, checked in this order; word boundaries and negations keep "Currently not in
@@ -106,7 +106,7 @@ def availability_from_text(value: Any) -> str | None:
     text = clean_text(value)
     if text is None:
         return None
-    if text.lower() in AVAILABILITY_VALUES:
+    if text.lower() in AVAILABILITY:
         return text.lower()
     for pattern, meaning in (
         (_PREORDER_TEXT, PREORDER),

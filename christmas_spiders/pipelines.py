@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from christmas_spiders import normalize
 from christmas_spiders.config import Config
 from christmas_spiders.crawl_errors import FAILS_RUN
+from christmas_spiders.domain import AVAILABILITY
 from christmas_spiders.errors import one_line
 from christmas_spiders.storage import deadletter, get_engine
 from christmas_spiders.storage.embedded import EmbeddedServerError
@@ -117,7 +118,7 @@ class ValidatePipeline(_Pipeline):
         link = urlsplit(adapter.get("link") or "")
         if link.scheme not in ("http", "https") or not link.netloc:
             raise self.reject("no link", adapter)
-        if adapter.get("availability") not in normalize.AVAILABILITY_VALUES:
+        if adapter.get("availability") not in AVAILABILITY:
             raise self.reject("unknown availability", adapter)
         try:
             year = int(adapter.get("release_year"))
