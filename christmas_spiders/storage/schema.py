@@ -26,9 +26,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from christmas_spiders.domain import AVAILABILITY, CHANGE_KINDS
+from christmas_spiders.domain import AVAILABILITY, EVENT_KINDS, HEALTH_KIND
+from christmas_spiders.domain import CHANGE_KINDS as CHANGE_KINDS  # re-exported for webapi
 
 RUN_STATUSES = ("running", "finished", "failed")
+RUN_HEALTH = ("ok", "suspect")  # christmas_spiders.health; NULL: not judged
 
 metadata = MetaData(
     naming_convention={
@@ -82,7 +84,12 @@ crawl_runs = Table(
     Column("errors", Integer, nullable=False, server_default="0"),
     Column("browser_renders", Integer, nullable=False, server_default="0"),
     Column("stats", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # The run's health (christmas_spiders.health), judged as the run ends: one sentence per
+    # reason (also notes of an `ok` run, such as a year that looks emptied).
+    Column("health", String(16)),
+    Column("health_reasons", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
     CheckConstraint(_in("status", RUN_STATUSES), name="status"),
+    CheckConstraint(f"health IS NULL OR {_in('health', RUN_HEALTH)}", name="health"),
     Index(None, "spider", "started_at"),
 )
 
@@ -126,7 +133,8 @@ product_changes = Table(
     "product_changes",
     metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), nullable=False),
+    # NULL only for a crawl_health row: a verdict on a vendor's crawl run, not on a product.
+    Column("product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE")),
     Column("kind", String(16), nullable=False),
     # For `changed`: the audited column. For listed/delisted/relisted: NULL, and new_value
     # holds a JSON snapshot of the audited fields at that moment.
@@ -136,7 +144,8 @@ product_changes = Table(
     _timestamp("changed_at", nullable=False, default_now=True),
     Column("crawl_run_id", BigInteger, ForeignKey("crawl_runs.id", ondelete="SET NULL")),
     Column("flags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
-    CheckConstraint(_in("kind", CHANGE_KINDS), name="kind"),
+    CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
+    CheckConstraint(f"product_id IS NOT NULL OR kind = '{HEALTH_KIND}'", name="product"),
     Index(None, "product_id", "id"),
     Index(None, "crawl_run_id"),
 )
@@ -257,4 +266,33 @@ crawl_run_processes = Table(
     Column("pid_created", Float, nullable=False),
     _timestamp("joined_at", nullable=False, default_now=True),
     _timestamp("left_at"),  # set when the process closed the run (or left it to its siblings)
+)
+
+# Crawl health (christmas_spiders.health, migration 0006). What each run read, per release year
+# (0: the whole run), summed over its workers: product pages, items, items showing each field,
+# problem pages… The run is judged against the last healthy runs' counts of the same years.
+crawl_run_counts = Table(
+    "crawl_run_counts",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("crawl_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("counter", String(48), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Values that disappeared during a run: the product showed `field` (a protected group's key,
+# storage.products.PROTECTED) before, this run's page did not, and the store kept the stored
+# values (`kept`). The run's end applies `new` (the values the page gave) when the field's
+# coverage is healthy, else leaves them unapplied (`python -m christmas_spiders.health accept`
+# applies them later, for a run an operator accepts).
+crawl_run_vanishes = Table(
+    "crawl_run_vanishes",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("crawl_runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("field", String(32), primary_key=True),
+    Column(
+        "product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("kept", JSONB, nullable=False),
+    Column("new", JSONB, nullable=False),
 )
