@@ -275,3 +275,33 @@ def test_dead_letter_lines_round_trip(tmp_path: Path) -> None:
     deadletter.append(path, [{"price": Decimal("1.50"), "name": "Noël"}], "server closed")
     assert json.loads(path.read_text())["error"] == "server closed"
     assert list(deadletter.read(path)) == [{"price": "1.50", "name": "Noël"}]
+
+
+def test_a_batch_whose_write_fails_unexpectedly_is_dead_lettered(make_config) -> None:
+    """Not only database errors: a batch whose write raises anything is kept, never dropped."""
+
+    class BrokenStore(StorePipeline):  # a bug in the write path, as a test-only subclass
+        def _upsert(self, items, run_id):
+            raise KeyError("a bug in the write path")
+
+    settings = make_config()
+    crawler = get_crawler(ItemsFeedSpider, {"CHRISTMAS_CONFIG": settings})
+    normalize, validate, store = (
+        NormalizePipeline(crawler),
+        ValidatePipeline(crawler),
+        BrokenStore(crawler),
+    )
+
+    async def crawl_then_close() -> None:
+        await store.open_spider()
+        for n in range(3):
+            await store.process_item(
+                validate.process_item(normalize.process_item(feed_item(n, Decimal(n))))
+            )
+        await store.close_spider()
+
+    asyncio.run(crawl_then_close())
+    store.engine.dispose()
+    assert crawler.stats.get_value("store/dead_lettered") == 3
+    kept = list(deadletter.read(Path(crawler.stats.get_value("store/dead_letter_file"))))
+    assert sorted(item["sku"] for item in kept) == ["QX0000", "QX0001", "QX0002"]
