@@ -5,11 +5,12 @@ canonical link when the page shows no id. Renames therefore update the row. An u
 only gets a new ``last_synced_at``; the history trigger compares audited fields, so it records
 nothing for it.
 
-**Values never vanish mid-run.** A protected field (``PROTECTED``) that the product has and the
-page no longer shows is not written over: the product keeps that field's group of values (its
-price and regular price, say) and only its other columns are updated. Whether the value really
-went is decided when the run ends, once its health is known (``christmas_spiders.health``):
-the run records such vanishes and applies them if the field's coverage was healthy.
+**Values never vanish mid-run.** In a crawl run, a protected field (``PROTECTED``) that the
+product has and the page no longer shows is not written over: the product keeps that field's
+group of values (its price and regular price, say) and only its other columns are updated.
+Whether the value really went is decided when the run ends, once its health is known
+(``christmas_spiders.health``): the run records such vanishes and applies them if the field's
+coverage was healthy. Writes outside a crawl run store what they are given.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _rows(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [rows[key] for key in sorted(rows)]
 
 
-def _upsert_statement() -> sa.Executable:
+def _upsert_statement(protect: bool) -> sa.Executable:
     """INSERT … SELECT FROM jsonb_to_recordset(:rows) … ON CONFLICT DO UPDATE … RETURNING.
 
     The rows travel as one JSON parameter, so the statement is compiled once and cached,
@@ -102,7 +103,9 @@ def _upsert_statement() -> sa.Executable:
         columns, sa.select(*(recordset.c[name] for name in columns))
     )
     new = statement.excluded
-    values = {column: _kept_or_new(column, new) for column in ITEM_COLUMNS}
+    values = {
+        column: _kept_or_new(column, new) if protect else new[column] for column in ITEM_COLUMNS
+    }
     changed = sa.tuple_(*(products.c[column] for column in ITEM_COLUMNS)).is_distinct_from(
         sa.tuple_(*values.values())
     )
@@ -133,7 +136,10 @@ def _kept_or_new(column: str, new: Any) -> Any:
     return sa.case((vanished, products.c[column]), else_=new[column])
 
 
-_UPSERT = _upsert_statement()
+# A crawl run's writes keep vanished values for the run's end to judge; writes outside a run
+# (a dead-letter replay, a script) have no such judge and store what they are given.
+_UPSERT_IN_RUN = _upsert_statement(protect=True)
+_UPSERT = _upsert_statement(protect=False)
 
 
 def set_crawl_run(connection: Connection, crawl_run_id: int | None) -> None:
@@ -152,7 +158,8 @@ def upsert_products(
     if not rows:
         return result
     set_crawl_run(connection, crawl_run_id)
-    for created, touched in connection.execute(_UPSERT, {"rows": json.dumps(rows, default=str)}):
+    statement = _UPSERT if crawl_run_id is None else _UPSERT_IN_RUN
+    for created, touched in connection.execute(statement, {"rows": json.dumps(rows, default=str)}):
         if created:
             result.created += 1
         elif touched:
