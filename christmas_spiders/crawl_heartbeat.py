@@ -1,7 +1,7 @@
 """The crawl's heartbeat: its row of ``process_heartbeats`` (storage.heartbeats), kept by a Scrapy
-extension. Written when the spider opens, every ``HEARTBEAT_INTERVAL`` seconds (10) with the run
-id and counters, and marked stopped when it closes. The writes run in a thread, never on the
-reactor.
+extension. Written once the crawl's run is open, then every ``HEARTBEAT_INTERVAL`` seconds (10)
+with the run id and counters, and marked stopped when it closes. The writes run in a thread,
+never on the reactor.
 
 Database errors are the heartbeat's own business (logged as warnings, tried again at the next
 beat). Anything else it raises is logged the moment it happens and fails the crawl's run
@@ -25,6 +25,8 @@ from christmas_spiders.storage import get_engine, heartbeats
 from christmas_spiders.storage.embedded import EmbeddedServerError
 
 logger = logging.getLogger(__name__)
+
+RUN_POLL_SECONDS = 0.1  # how often the first beat looks whether the run is open
 
 
 class CrawlHeartbeat:
@@ -66,10 +68,15 @@ class CrawlHeartbeat:
 
     async def _beat(self, spider: Spider) -> None:
         while True:
-            if self.heartbeat is None:
-                await asyncio.to_thread(self._start, spider)
-            else:
+            if self.heartbeat is not None:
                 await asyncio.to_thread(self.heartbeat.beat, **self._details(spider))
+            elif self.crawler.stats.get_value("crawl_run/id") is None:
+                # The run recorder migrates a new database and opens the run: until then there
+                # is no table to beat into, nor a run id to name.
+                await asyncio.sleep(RUN_POLL_SECONDS)
+                continue
+            else:
+                await asyncio.to_thread(self._start, spider)
             await asyncio.sleep(self.interval)
 
     @staticmethod

@@ -80,6 +80,7 @@ def test_first_crawls_on_fresh_embedded_databases_log_no_error(replica: Replica)
                 assert crawl.returncode == 0, output[-6000:]
                 assert "Traceback" not in output, output[-6000:]
                 assert not ERROR_LINE.search(output), output[-6000:]
+                assert "heartbeat not" not in output, output[-6000:]  # it waits for the schema
                 (summary,) = SUMMARY.findall(output)
                 assert summary[1:] == (vendor, "finished", "finished")
                 assert " 0 errors logged" in output
