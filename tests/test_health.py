@@ -10,14 +10,19 @@ the real audit worker delivers crawl_health events to a webhook receiver.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -25,10 +30,11 @@ from sqlalchemy.engine import Engine
 from christmas_spiders.config import Config, resolve_subscribers
 from christmas_spiders.storage import database
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
+from webapi import auth, create_app
 from webapi.auditor.receiver import WebhookReceiver
 from webapi.auditor.worker import Worker
 
-from .conftest import _url_for
+from .conftest import PROJECT_ROOT, _url_for
 from .replica.client import Replica
 from .test_spiders import crawl
 
@@ -276,3 +282,149 @@ def _cursor(engine: Engine, name: str) -> int:
             sa.text("SELECT last_change_id FROM audit_subscribers WHERE name = :name"),
             {"name": name},
         ).scalar_one()
+
+
+# -- genuine changes -------------------------------------------------------------------------
+
+
+def test_a_shop_wide_price_rise_is_ok_and_stored(
+    replica_reset: Replica, crawled: str, health_engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    raised = {}
+    for item in replica.expected_items(OS, {2018, 2019}):
+        if item.price is not None:
+            raised[item.vendor_product_id] = (item.price * Decimal("1.1")).quantize(Decimal("0.01"))
+            replica.set_product(
+                OS, item.vendor_product_id, price=str(raised[item.vendor_product_id])
+            )
+    run = crawl_os(replica, crawled, tmp_path)
+    assert (run["health"], run["health_reasons"]) == ("ok", [])
+    stored = {row["vendor_product_id"]: row["price"] for row in snapshot(health_engine).values()}
+    assert {key: stored[key] for key in raised} == raised
+    prices = [change for change in changes(health_engine, run["id"]) if change[1] == "price"]
+    assert len(prices) == len(raised) and all(kind == "changed" for kind, *_ in prices)
+
+
+def test_a_price_one_product_really_lost_is_recorded_when_the_run_ends(
+    replica_reset: Replica, crawled: str, health_engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    item = next(i for i in replica.expected_items(OS, {2019}) if i.price and not i.regular_price)
+    replica.set_product(OS, item.vendor_product_id, price=None)  # now "Call for pricing"
+    run = crawl_os(replica, crawled, tmp_path)
+    assert (run["health"], run["stats"]["health/applied/price"]) == ("ok", 1)
+    assert changes(health_engine, run["id"]) == [("changed", "price", str(item.price), None)]
+
+
+def test_an_emptied_year_is_left_to_the_incomplete_year_guard_and_explained(
+    replica_reset: Replica, crawled: str, health_engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    gone = replica.expected_items(OS, {2019})[0]
+    replica.set_product(OS, gone.vendor_product_id, gone=True)
+    replica.theme(OS, empty_years=(2018,))  # the shop removed 2018
+    run = crawl_os(replica, crawled, tmp_path)
+    assert run["health"] == "ok"
+    assert run["health_reasons"] == [
+        "2018: no products, last healthy run 7: the year looks emptied; nothing of it is "
+        "delisted (incomplete-year guard)"
+    ]
+    assert "ornament_shop_com 2018 looks incomplete (0 products, 7 last time)" in run["stdout"]
+    delisted = {
+        row["vendor_product_id"]: row["release_year"]
+        for row in snapshot(health_engine).values()
+        if row["delisted_at"] is not None
+    }
+    assert delisted == {gone.vendor_product_id: 2019}  # 2019 is delisted as usual, 2018 is not
+
+
+# -- one product page, and an operator's word -------------------------------------------------
+
+
+def test_one_product_page_without_its_price_keeps_it(
+    replica_reset: Replica, crawled: str, health_engine: Engine, tmp_path: Path
+) -> None:
+    replica = replica_reset
+    item = next(i for i in replica.expected_items(OS, {2019}) if i.price)
+    replica.theme(OS, "price")
+    result = crawl(OS, replica, crawled, tmp_path, url=item.link)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "health    suspect: price gone from 1 of 1 products that had one" in result.stdout
+    row = next(
+        r
+        for r in snapshot(health_engine).values()
+        if r["vendor_product_id"] == item.vendor_product_id
+    )
+    assert row["price"] == item.price
+
+
+def test_an_accepted_run_becomes_the_baseline_and_its_kept_values_are_applied(
+    replica_reset: Replica,
+    crawled: str,
+    health_config: Config,
+    health_engine: Engine,
+    tmp_path: Path,
+) -> None:
+    replica = replica_reset
+    replica.theme(OS, "price")  # say the shop really stopped showing prices
+    suspect = crawl_os(replica, crawled, tmp_path)
+    assert suspect["health"] == "suspect"
+    priced = [row for row in snapshot(health_engine).values() if row["price"] is not None]
+    assert priced and suspect["stats"]["health/protected/price"] == len(priced)
+    assert_shown_suspect(health_config, health_engine, suspect)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "christmas_spiders.health", "accept", str(suspect["id"])],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": crawled},
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"kept values applied: {len(priced)} price" in result.stdout
+    assert all(row["price"] is None for row in snapshot(health_engine).values())
+    history = changes(health_engine, suspect["id"])
+    assert sorted(change[:2] for change in history) == sorted(
+        [("changed", "price")] * len(priced) + [("crawl_health", None)] * 2
+    )
+    again = subprocess.run(
+        [sys.executable, "-m", "christmas_spiders.health", "accept", str(suspect["id"])],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": crawled},
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert again.returncode == 2
+    assert f"crawl run {suspect['id']} is ok, not suspect: nothing to accept." in again.stdout
+
+    after = crawl_os(replica, crawled, tmp_path)  # judged against the accepted run
+    assert (after["health"], after["health_reasons"]) == ("ok", [])
+    assert changes(health_engine, after["id"]) == []
+
+
+def assert_shown_suspect(config: Config, engine: Engine, run: dict[str, Any]) -> None:
+    """/v1/runs and the /runs page show the run suspect, with its reasons."""
+    with engine.begin() as connection:
+        _, key = auth.create_key(connection, "health-test")
+    app = create_app(config)
+    try:
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {key}"}
+        answer = client.get("/v1/runs", query_string={"health": "suspect"}, headers=headers)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        [listed] = answer.get_json()["items"]
+        assert (listed["id"], listed["health"]) == (run["id"], "suspect")
+        assert listed["health_reasons"] == run["health_reasons"]
+        assert (
+            client.get("/v1/runs", query_string={"health": "bad"}, headers=headers).status_code
+            == 400
+        )
+        tree = lxml.html.fromstring(client.get("/runs").get_data(as_text=True))
+        [row] = tree.cssselect(f"table.runs tr[data-run='{run['id']}']")
+        assert "suspect" in row.get("class").split() and row.get("data-health") == "suspect"
+        assert [li.text_content() for li in row.cssselect("ul.reasons li")] == run["health_reasons"]
+    finally:
+        app.extensions["christmas_db"].dispose()

@@ -1,4 +1,4 @@
-"""/v1/runs: recent crawl runs, newest first, with their status and counters."""
+"""/v1/runs: recent crawl runs, newest first, with their status, counters and health."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from marshmallow import fields, validate
 
 from christmas_spiders.storage.runs import COUNTERS
-from christmas_spiders.storage.schema import RUN_STATUSES, crawl_runs
+from christmas_spiders.storage.schema import RUN_HEALTH, RUN_STATUSES, crawl_runs
 from webapi import db, pagination, schemas, v1
 from webapi.pagination import SortKey
 
@@ -22,9 +22,11 @@ _SORT = "-id"  # newest first (ids follow start times)
 
 class RunArgs(schemas.Query):
     vendor = schemas.vendor_ids()
-    status = fields.List(
-        fields.String(validate=validate.OneOf(RUN_STATUSES)),
-        validate=validate.Length(min=1, max=len(RUN_STATUSES)),
+    status = schemas.choices(RUN_STATUSES)
+    health = fields.List(
+        fields.String(validate=validate.OneOf(RUN_HEALTH)),
+        validate=validate.Length(min=1, max=len(RUN_HEALTH)),
+        metadata={"description": "ok or suspect (docs/health.md); runs not judged have none."},
     )
     limit = fields.Integer(
         load_default=20,
@@ -51,6 +53,8 @@ def _as_json(row) -> dict[str, Any]:
         if finished is None
         else round((finished - row.started_at).total_seconds(), 3),
         "counters": {name: getattr(row, name) for name in COUNTERS},
+        "health": row.health,
+        "health_reasons": list(row.health_reasons),
         "stats": row.stats,
     }
 
@@ -65,6 +69,8 @@ def list_runs(args: dict[str, Any]):
         query = query.where(_r.spider.in_(args["vendor"]))
     if "status" in args:
         query = query.where(_r.status.in_(args["status"]))
+    if "health" in args:
+        query = query.where(_r.health.in_(args["health"]))
     rows, next_cursor = pagination.keyset_page(
         db.reader(),
         query,

@@ -4,6 +4,7 @@ and document it and every answer in the OpenAPI document)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from christmas_spiders.domain import AVAILABILITY, CHANGE_KINDS
-from christmas_spiders.storage.schema import RUN_STATUSES
+from christmas_spiders.storage.schema import RUN_HEALTH, RUN_STATUSES
 from christmas_spiders.vendors import VENDORS
 
 BIGINT_MAX = 2**63 - 1
@@ -29,12 +30,17 @@ def text(max_length: int = 200, **kwargs) -> fields.String:
     )
 
 
-def vendor_ids(**kwargs) -> fields.List:
+def choices(values: Sequence[str], error: str | None = None, **kwargs) -> fields.List:
+    """A parameter given once or repeated, each value one of `values`."""
     return fields.List(
-        fields.String(validate=validate.OneOf(list(VENDORS), error="unknown vendor {input!r}.")),
-        validate=validate.Length(min=1, max=len(VENDORS)),
+        fields.String(validate=validate.OneOf(list(values), error=error)),
+        validate=validate.Length(min=1, max=len(values)),
         **kwargs,
     )
+
+
+def vendor_ids(**kwargs) -> fields.List:
+    return choices(list(VENDORS), error="unknown vendor {input!r}.", **kwargs)
 
 
 class Moment(fields.AwareDateTime):
@@ -271,6 +277,12 @@ class Run(ma.Schema):
     finished_at = fields.DateTime(allow_none=True)
     duration_seconds = fields.Float(allow_none=True)
     counters = fields.Dict(keys=fields.String(), values=fields.Integer())
+    health = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(RUN_HEALTH),
+        metadata={"description": "ok, suspect, or null when the run was not judged."},
+    )
+    health_reasons = fields.List(fields.String())
     stats = fields.Dict()
 
 
