@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from christmas_spiders import config, logs
+from christmas_spiders.processes import crawl_command
 from christmas_spiders.storage import get_engine, upgrade
 from christmas_spiders.storage.schema import products
 from christmas_spiders.vendors import VENDORS
@@ -63,15 +64,7 @@ def main() -> int:
         print("replica shops:", ", ".join(replica.base_urls.values()), flush=True)
         crawls = {
             vendor: subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "scrapy",
-                    "crawl",
-                    vendor,
-                    "-a",
-                    f"base_url={replica.base_urls[vendor]}",
-                ],
+                crawl_command(vendor, {"base_url": replica.base_urls[vendor]}),
                 cwd=PROJECT_ROOT,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

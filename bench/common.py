@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from christmas_spiders import config
+from christmas_spiders.processes import crawl_command
 from christmas_spiders.storage import database, embedded
 from christmas_spiders.storage.schema import crawl_runs
 from tests.replica.process import ReplicaProcess
@@ -357,12 +358,7 @@ def scrapy_command(
     arguments: Mapping[str, str] | None = None,
     settings: Mapping[str, str] | None = None,
 ) -> list[str]:
-    command = [sys.executable, "-m", "scrapy", "crawl", vendor]
-    for key, value in (settings or {}).items():
-        command += ["-s", f"{key}={value}"]
-    for key, value in (arguments or {}).items():
-        command += ["-a", f"{key}={value}"]
-    return command
+    return crawl_command(vendor, arguments, settings)
 
 
 def read_run(database_url: str, vendor: str, run_id: int | None = None) -> dict[str, Any] | None:

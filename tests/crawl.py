@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
+
+from christmas_spiders.processes import crawl_command
 
 from .conftest import PROJECT_ROOT
 
@@ -18,11 +19,7 @@ def scrapy_crawl(
     timeout: float = 120,
     extra: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "scrapy", "crawl", spider, *(extra or [])]
-    for key, value in (settings or {}).items():
-        command += ["-s", f"{key}={value}"]
-    for key, value in (arguments or {}).items():
-        command += ["-a", f"{key}={value}"]
+    command = crawl_command(spider, arguments, settings, extra or ())
     child_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     child_env.update(env)
     return subprocess.run(

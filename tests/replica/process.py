@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+
+from christmas_spiders.processes import stop_process
 
 from .models import VENDORS
 
@@ -154,16 +155,9 @@ def _read_ready_line(
 
 
 def _terminate(popen: subprocess.Popen[str], grace: float = 10.0) -> int:
-    if popen.poll() is None:
-        popen.send_signal(signal.SIGTERM)
     if popen.stdin is not None:
-        popen.stdin.close()
-    if popen.poll() is None:
-        try:
-            popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            popen.kill()
-            popen.wait()
+        popen.stdin.close()  # --watch-stdin: it exits on EOF too
+    status = stop_process(popen, grace, name="the replica")
     if popen.stdout is not None:
         popen.stdout.close()
-    return popen.returncode
+    return status
