@@ -9,8 +9,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 # The kinds of rows in `product_changes`: a product first seen, a field changed, a product no
-# longer listed, and listed again.
-CHANGE_KINDS = ("listed", "changed", "delisted", "relisted")
+# longer listed, listed again, and linked to another ornament (christmas_spiders.catalog:
+# field `ornament_id`, the old and the new ornament id; subscribers receive it by default).
+RELINKED = "relinked"
+CHANGE_KINDS = ("listed", "changed", "delisted", "relisted", RELINKED)
 
 # A crawl run's health verdict (christmas_spiders.health): a `product_changes` row without a
 # product, written once when a vendor's run is suspect and once when the vendor is healthy

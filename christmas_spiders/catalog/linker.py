@@ -43,7 +43,7 @@ from rapidfuzz.distance import OSA, Indel, Levenshtein
 from christmas_spiders.catalog import rules
 from christmas_spiders.normalize import series_from_name
 
-ITEM_NUMBER, NAME = "item_number", "name"
+ITEM_NUMBER, NAME = rules.ITEM_NUMBER, rules.NAME
 EXACT = 100.0
 FUZZY_CUTOFF = 85.0  # rapidfuzz ratio of the sorted words below which no typo rule is tried
 TYPO_MIN_LETTERS = 6

@@ -43,6 +43,8 @@ CONDITIONS = (BOXED, NO_BOX, NO_TAG, DAMAGED_BOX)
 MINIATURE, LIGHT_AND_SOUND, MAGIC = "miniature", "light_and_sound", "magic"
 SIGNED, LIMITED, CLUB = "signed", "limited", "club"
 FLAGS = (MINIATURE, LIGHT_AND_SOUND, MAGIC, SIGNED, LIMITED, CLUB)
+ITEM_NUMBER, NAME = "item_number", "name"  # how a listing was linked to its ornament
+LINK_METHODS = (ITEM_NUMBER, NAME)
 FIRST_KEEPSAKE_YEAR = 1973  # the first Keepsake line; "1955 Murray Champion" is a title
 LAST_YEAR = 2099
 

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
+from christmas_spiders.catalog.records import NEEDS_LINK
+from christmas_spiders.catalog.store import link_products
 from christmas_spiders.storage.schema import products
 
 # The columns an item sets. Their change marks the product updated.
@@ -123,6 +125,8 @@ def _upsert_statement(protect: bool) -> sa.Executable:
     ).returning(
         sa.literal_column("xmax = 0").label("created"),
         (products.c.updated_at == now).label("touched"),
+        products.c.id,
+        NEEDS_LINK.label("needs_link"),
     )
 
 
@@ -152,18 +156,24 @@ def set_crawl_run(connection: Connection, crawl_run_id: int | None) -> None:
 def upsert_products(
     connection: Connection, items: Iterable[Mapping[str, Any]], crawl_run_id: int | None = None
 ) -> UpsertResult:
-    """Insert or update normalized items in one statement, inside the caller's transaction."""
+    """Insert or update normalized items in one statement, inside the caller's transaction,
+    and link the new and renamed ones to their ornaments (christmas_spiders.catalog.store)."""
     rows = _rows(items)
     result = UpsertResult()
     if not rows:
         return result
     set_crawl_run(connection, crawl_run_id)
     statement = _UPSERT if crawl_run_id is None else _UPSERT_IN_RUN
-    for created, touched in connection.execute(statement, {"rows": json.dumps(rows, default=str)}):
+    to_link = []
+    written = connection.execute(statement, {"rows": json.dumps(rows, default=str)})
+    for created, touched, product_id, needs_link in written:
+        if needs_link:
+            to_link.append(product_id)
         if created:
             result.created += 1
         elif touched:
             result.updated += 1
         else:
             result.unchanged += 1
+    link_products(connection, to_link)
     return result

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from christmas_spiders.catalog.rules import CONDITIONS, FLAGS, LINK_METHODS
 from christmas_spiders.domain import AVAILABILITY, EVENT_KINDS, HEALTH_KIND
 from christmas_spiders.domain import CHANGE_KINDS as CHANGE_KINDS  # re-exported for webapi
 
@@ -120,13 +121,27 @@ products = Table(
     _timestamp("created_at", nullable=False, default_now=True),
     _timestamp("updated_at", nullable=False, default_now=True),
     _timestamp("delisted_at"),
+    # Its ornament (christmas_spiders.catalog, migration 0007), linked when the product is
+    # stored: the offer's condition, how it was linked (`item_number` or `name`) and the score
+    # (0-100); `link_form` keeps the listing as the rules read it and a digest of the columns
+    # it was read from (a product is linked again only when those change).
+    Column("ornament_id", BigInteger, ForeignKey("ornaments.id", ondelete="SET NULL")),
+    Column("condition", String(16)),
+    Column("link_method", String(16)),
+    Column("link_score", Float),
+    Column("link_form", JSONB),
     UniqueConstraint("vendor", "vendor_key"),
     CheckConstraint(_in("availability", AVAILABILITY), name="availability"),
+    CheckConstraint(f"condition IS NULL OR {_in('condition', CONDITIONS)}", name="condition"),
+    CheckConstraint(
+        f"link_method IS NULL OR {_in('link_method', LINK_METHODS)}", name="link_method"
+    ),
     CheckConstraint("price IS NULL OR price >= 0", name="price"),
     CheckConstraint("regular_price IS NULL OR regular_price >= 0", name="regular_price"),
     Index(None, "sku"),
     Index(None, "vendor", "release_year"),
     Index(None, "last_synced_at"),
+    Index(None, "ornament_id"),
 )
 
 product_changes = Table(
@@ -296,3 +311,38 @@ crawl_run_vanishes = Table(
     Column("kept", JSONB, nullable=False),
     Column("new", JSONB, nullable=False),
 )
+
+# Ornaments (christmas_spiders.catalog, migration 0007): one Keepsake design of one year, what the
+# listings of every shop are linked to. `key` is the linker's stable id ("1994:QX5216", or the
+# name key of the listings that founded it); `aliases` are the comparable names of its listings
+# (each with `searcher`: a listing without item number has it), read when linking.
+ornaments = Table(
+    "ornaments",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("key", Text, nullable=False),
+    Column("year", Integer, nullable=False),
+    Column("item_number", String(32)),
+    Column("name", Text, nullable=False),  # a shop name of it, for people
+    Column("comparable_name", Text, nullable=False),  # its name as the rules compare names
+    Column("series", Text),
+    Column("series_number", Integer),
+    Column("series_numbers", ARRAY(Integer), nullable=False, server_default=text("'{}'::int[]")),
+    Column("flags", ARRAY(Text), nullable=False, server_default=text("'{}'::text[]")),
+    Column("aliases", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    _timestamp("created_at", nullable=False, default_now=True),
+    _timestamp("updated_at", nullable=False, default_now=True),
+    UniqueConstraint("key"),
+    CheckConstraint(f"flags <@ ARRAY[{', '.join(map(repr, FLAGS))}]::text[]", name="flags"),
+    # Item numbers are unique within a year, not across years.
+    Index(
+        "ix_ornaments_year_item_number",
+        "year",
+        "item_number",
+        unique=True,
+        postgresql_where=text("item_number IS NOT NULL"),
+    ),
+    Index(None, "year", "comparable_name"),
+    Index(None, "item_number"),
+)
+Index("ix_ornaments_lower_series", func.lower(ornaments.c.series), ornaments.c.series_number)
