@@ -428,3 +428,22 @@ def assert_shown_suspect(config: Config, engine: Engine, run: dict[str, Any]) ->
         assert [li.text_content() for li in row.cssselect("ul.reasons li")] == run["health_reasons"]
     finally:
         app.extensions["christmas_db"].dispose()
+
+
+def test_a_listing_cut_by_a_quarter_delists_nothing(
+    replica_reset: Replica, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """hookedonhallmark.com's view-all listing cut to its first 24 of 32 products: above the
+    incomplete-year guard's half, so without the health check 8 products would be delisted."""
+    replica, hooh = replica_reset, "hookedonhallmark_com"
+    assert crawl(hooh, replica, database_url, tmp_path, year="2019").returncode == 0
+    replica.theme(hooh, "listing")
+    result = crawl(hooh, replica, database_url, tmp_path, year="2019")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "health    suspect: 2019: 24 products, last healthy run 32" in result.stdout
+    assert "looks incomplete" not in result.stdout  # the guard alone would have delisted
+    with engine.connect() as connection:
+        delisted = connection.execute(
+            sa.select(sa.func.count()).where(products.c.delisted_at.is_not(None))
+        ).scalar_one()
+    assert delisted == 0
