@@ -6,8 +6,6 @@ connections and gives requests in flight `graceful_timeout` seconds: well within
 Heroku allows before SIGKILL.
 """
 
-import sys
-
 graceful_timeout = 20
 timeout = 30
 worker_tmp_dir = "/dev/shm"  # worker heartbeats off the (possibly slow) container disk
@@ -16,15 +14,10 @@ control_socket_disable = True  # no runtime control interface (like Scrapy's tel
 
 def on_starting(server) -> None:
     """Log the start configuration (without secrets), like every other process."""
-    from christmas_spiders import config, logs
+    from christmas_spiders import config
     from christmas_spiders.storage import heartbeats
 
-    try:
-        settings = config.load()
-    except config.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
-    logs.configure(settings.log_level, settings.log_format)
+    settings = config.load_for_command()
     heartbeats.log_start(
         "web",
         settings,

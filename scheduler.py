@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from christmas_spiders import config, logs
+from christmas_spiders import config
 
 logger = logging.getLogger("scheduler")
 
@@ -83,12 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser(name, help=text).add_argument("job_id", metavar="JOB_ID")
     args = parser.parse_args(argv)
 
-    try:
-        settings = config.load()
-    except config.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.log_format)
+    settings = config.load_for_command()
     from christmas_spiders.scheduling.store import DATABASE_ERRORS, one_line
 
     try:

@@ -42,18 +42,13 @@ class ChangeArgs(schemas.Query):
         metadata={"description": "Start at the first change at or after this time."}
     )
     vendor = schemas.vendor_ids()
-    kind = fields.List(
-        fields.String(validate=validate.OneOf(CHANGE_KINDS)),
-        validate=validate.Length(min=1, max=len(CHANGE_KINDS)),
-    )
-    field = fields.List(
-        fields.String(validate=validate.OneOf(AUDITABLE_FIELDS)),
-        validate=validate.Length(min=1, max=len(AUDITABLE_FIELDS)),
+    kind = schemas.choices(CHANGE_KINDS)
+    field = schemas.choices(
+        AUDITABLE_FIELDS,
         metadata={"description": "Audited fields of `changed` rows (other kinds pass)."},
     )
-    event = fields.List(
-        fields.String(validate=validate.OneOf(EVENTS)),
-        validate=validate.Length(min=1, max=len(EVENTS)),
+    event = schemas.choices(
+        EVENTS,
         metadata={
             "description": "Only these events: price_drop, price_rise, restock "
             "(unavailable → available/pre-order), sold_out. Flagged-suspicious prices are "
@@ -100,16 +95,7 @@ def _as_json(change: history.Change) -> dict[str, Any]:
         "crawl_run_id": change.crawl_run_id,
         "flags": list(change.flags),
         "event": change.event,
-        "product": {
-            "vendor": change.vendor,
-            "vendor_name": change.vendor_name,
-            "name": change.name,
-            "sku": change.sku,
-            "link": change.link,
-            "currency": change.currency,
-            "price": change.price,
-            "availability": change.availability,
-        },
+        "product": change.product,
     }
 
 

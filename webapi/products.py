@@ -70,10 +70,7 @@ class ProductFilters(schemas.Query):
     sku = schemas.text(64, metadata={"description": "Exact Hallmark SKU, any case (QX1234)."})
     series = schemas.text(metadata={"description": "Exact series name, any case."})
     artist = schemas.text(metadata={"description": "Exact artist name, any case."})
-    availability = fields.List(
-        fields.String(validate=validate.OneOf(AVAILABILITY)),
-        validate=validate.Length(min=1, max=len(AVAILABILITY)),
-    )
+    availability = schemas.choices(AVAILABILITY)
     price_min = schemas.price()
     price_max = schemas.price()
     q = schemas.text(

@@ -18,7 +18,7 @@ ones keep their usual names (``DATABASE_URL``, ``REDIS_URL``, ``LOG_LEVEL``, ``L
 """
 
 from christmas_spiders.config.keys import CONFIG_DIR, LOG_FORMATS, LOG_LEVELS, PROJECT_ROOT, Config
-from christmas_spiders.config.loading import load, resolve_subscribers
+from christmas_spiders.config.loading import load, load_for_command, resolve_subscribers
 from christmas_spiders.config.schedule import JobKind, Schedule
 from christmas_spiders.config.subscribers import (
     ALERT_RULES,
@@ -49,5 +49,6 @@ __all__ = [
     "Schedule",
     "Subscriber",
     "load",
+    "load_for_command",
     "resolve_subscribers",
 ]

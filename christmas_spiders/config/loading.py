@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from marshmallow import ValidationError
 
+from christmas_spiders import logs
 from christmas_spiders.config.fields import error_sentence, read_value
 from christmas_spiders.config.keys import CONFIG_DIR, ENV_NAMES, SCHEMA, Config
 from christmas_spiders.config.subscribers import URLS, Subscriber
@@ -45,6 +47,18 @@ def load(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(error_sentence(labels[name], messages)) from None
     if config.redis_url and not config.redis_tls_verify:
         config = replace(config, redis_url=_without_tls_verification(config.redis_url))
+    return config
+
+
+def load_for_command() -> Config:
+    """A command's configuration, with logging set up from it. A bad configuration ends the
+    command here: the one-sentence error on stderr, exit status 2."""
+    try:
+        config = load()
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logs.configure(config.log_level, config.log_format)
     return config
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from christmas_spiders import config, logs
+from christmas_spiders import config
 from christmas_spiders.normalize import parse_price
 from christmas_spiders.storage import deadletter, runs
 from christmas_spiders.storage.database import SchemaMismatch, check_schema, get_engine, upgrade
@@ -71,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("sweep", help="close crawl runs whose processes are gone (abandoned)")
     args = parser.parse_args(argv)
 
-    try:
-        settings = config.load()
-    except config.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.log_format)
+    settings = config.load_for_command()
 
     if args.command == "upgrade":
         upgrade(get_engine(settings), settings)

@@ -238,12 +238,7 @@ def main() -> int:
     from christmas_spiders import config as config_module
     from christmas_spiders.storage import get_engine
 
-    try:
-        settings = config_module.load()
-    except config_module.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.log_format)
+    settings = config_module.load_for_command()
     try:
         with get_engine(settings).connect() as connection:
             found = states(connection)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -56,6 +56,18 @@ class PriceFigures:
     points: int
 
 
+_PRODUCT_FIELDS = (
+    "vendor",
+    "vendor_name",
+    "name",
+    "sku",
+    "link",
+    "currency",
+    "price",
+    "availability",
+)
+
+
 @dataclass(frozen=True)
 class Change:
     """One product_changes row with the product it belongs to (as the product is now).
@@ -85,6 +97,11 @@ class Change:
     @property
     def suspicious(self) -> bool:
         return SUSPICIOUS in self.flags
+
+    @property
+    def product(self) -> dict[str, Any]:
+        """The fields of its product, as the product is now."""
+        return {name: getattr(self, name) for name in _PRODUCT_FIELDS}
 
     @property
     def event(self) -> str | None:

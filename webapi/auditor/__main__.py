@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 
-from christmas_spiders import config, logs
+from christmas_spiders import config
 from christmas_spiders.storage import SchemaMismatch, get_engine
 from webapi.auditor import state
 
@@ -79,12 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     resume.add_argument("name")
     args = parser.parse_args(argv)
 
-    try:
-        settings = config.load()
-    except config.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.log_format)
+    settings = config.load_for_command()
     if args.command == "status":
         return _status(settings)
     if args.command == "resume":

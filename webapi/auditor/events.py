@@ -40,14 +40,8 @@ class Event:
             "changed_at": change.changed_at.isoformat(),
             "crawl_run_id": change.crawl_run_id,
             "product": {
-                "vendor": change.vendor,
-                "vendor_name": change.vendor_name,
-                "name": change.name,
-                "sku": change.sku,
-                "link": change.link,
-                "currency": change.currency,
+                **change.product,
                 "price": None if change.price is None else str(change.price),
-                "availability": change.availability,
             },
         }
         if self.alerts:

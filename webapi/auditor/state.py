@@ -9,7 +9,7 @@ recorded; only a delivery in flight at the crash is sent again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -80,37 +80,36 @@ def advance(connection: Connection, name: str, last_change_id: int) -> None:
     )
 
 
-def _log(connection: Connection, name: str, **values: object) -> None:
-    connection.execute(sa.insert(audit_deliveries).values(subscriber=name, **values))
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt to deliver changes first_change_id–last_change_id, as the log records it."""
+
+    first_change_id: int
+    last_change_id: int
+    events: int
+    attempt: int
+    http_status: int | None
+    duration_ms: int
 
 
-def delivered(
-    connection: Connection,
-    name: str,
-    first_change_id: int,
-    last_change_id: int,
-    events: int,
-    attempt: int,
-    http_status: int | None,
-    duration_ms: int,
+def _log(
+    connection: Connection, name: str, attempt: Attempt, status: str, error: str | None = None
 ) -> None:
-    """Record a delivery and move the cursor to its last change, in one transaction."""
-    _log(
-        connection,
-        name,
-        first_change_id=first_change_id,
-        last_change_id=last_change_id,
-        events=events,
-        attempt=attempt,
-        status="delivered",
-        http_status=http_status,
-        duration_ms=duration_ms,
+    connection.execute(
+        sa.insert(audit_deliveries).values(
+            subscriber=name, status=status, error=error, **asdict(attempt)
+        )
     )
+
+
+def delivered(connection: Connection, name: str, attempt: Attempt) -> None:
+    """Record a delivery and move the cursor to its last change, in one transaction."""
+    _log(connection, name, attempt, "delivered")
     connection.execute(
         sa.update(audit_subscribers)
         .where(_subscribers.name == name)
         .values(
-            last_change_id=sa.func.greatest(_subscribers.last_change_id, last_change_id),
+            last_change_id=sa.func.greatest(_subscribers.last_change_id, attempt.last_change_id),
             failures=0,
             last_error=None,
             paused_at=None,
@@ -120,29 +119,8 @@ def delivered(
     )
 
 
-def failed(
-    connection: Connection,
-    name: str,
-    first_change_id: int,
-    last_change_id: int,
-    events: int,
-    attempt: int,
-    error: str,
-    http_status: int | None,
-    duration_ms: int,
-) -> None:
-    _log(
-        connection,
-        name,
-        first_change_id=first_change_id,
-        last_change_id=last_change_id,
-        events=events,
-        attempt=attempt,
-        status="failed",
-        http_status=http_status,
-        error=error,
-        duration_ms=duration_ms,
-    )
+def failed(connection: Connection, name: str, attempt: Attempt, error: str) -> None:
+    _log(connection, name, attempt, "failed", error)
     connection.execute(
         sa.update(audit_subscribers)
         .where(_subscribers.name == name)

@@ -161,7 +161,10 @@ class SubscriberThread(threading.Thread):
                 http_status = self.sink.deliver(events)
             except DeliveryFailed as failure:
                 elapsed = int((time.monotonic() - began) * 1000)
-                self._record_failure(first, last, len(events), attempt, failure, elapsed)
+                tried = state.Attempt(
+                    first, last, len(events), attempt, failure.http_status, elapsed
+                )
+                self._record_failure(tried, failure)
                 if attempt == attempts:
                     self._pause(first, last, failure)
                     return False
@@ -185,18 +188,10 @@ class SubscriberThread(threading.Thread):
                     raise _Stopped from None
                 continue
             elapsed = int((time.monotonic() - began) * 1000)
+            done = state.Attempt(first, last, len(events), attempt, http_status, elapsed)
             self._db(
-                lambda connection, attempt=attempt, http_status=http_status, elapsed=elapsed: (
-                    state.delivered(
-                        connection,
-                        self.subscriber_name,
-                        first,
-                        last,
-                        len(events),
-                        attempt,
-                        http_status,
-                        elapsed,
-                    )
+                lambda connection, done=done: state.delivered(
+                    connection, self.subscriber_name, done
                 )
             )
             self.cursor = max(self.cursor, last)
@@ -206,28 +201,10 @@ class SubscriberThread(threading.Thread):
 
     # --- failures and pauses ----------------------------------------------------------------
 
-    def _record_failure(
-        self,
-        first: int,
-        last: int,
-        events: int,
-        attempt: int,
-        failure: DeliveryFailed,
-        elapsed_ms: int,
-    ) -> None:
+    def _record_failure(self, attempt: state.Attempt, failure: DeliveryFailed) -> None:
         try:
             with self._engine.begin() as connection:
-                state.failed(
-                    connection,
-                    self.subscriber_name,
-                    first,
-                    last,
-                    events,
-                    attempt,
-                    failure.reason,
-                    failure.http_status,
-                    elapsed_ms,
-                )
+                state.failed(connection, self.subscriber_name, attempt, failure.reason)
         except TRANSIENT_DB_ERRORS as error:
             # The delivery log is best effort for failures; the cursor is what must hold.
             logger.warning(

@@ -59,10 +59,7 @@ class SearchArgs(schemas.Query):
 class ChangesArgs(schemas.Query):
     days = fields.Integer(load_default=7, validate=validate.Range(1, 365))
     shop = _shop()
-    event = fields.List(
-        fields.String(validate=validate.OneOf(queries.EVENTS)),
-        validate=validate.Length(min=1, max=len(queries.EVENTS)),
-    )
+    event = schemas.choices(queries.EVENTS)
     before = schemas.record_id()
 
 
