@@ -24,16 +24,19 @@ from typing import Any
 
 import lxml.html
 import pytest
+import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config, resolve_subscribers
+from christmas_spiders.distributed import keys
 from christmas_spiders.storage import database
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 from webapi import auth, create_app
 from webapi.auditor.receiver import WebhookReceiver
 from webapi.auditor.worker import Worker
 
+from . import test_distributed as distributed
 from .conftest import PROJECT_ROOT, _url_for
 from .replica.client import Replica
 from .test_spiders import crawl
@@ -42,6 +45,12 @@ OS = "ornament_shop_com"
 YEARS = "2018,2019"
 SECRET = "health check secret"
 WAIT = 120.0
+# The fixtures of distributed crawls (a key prefix of the test's own on the shared Redis).
+redis_env, redis_prefix, shared_redis = (
+    distributed.redis_env,
+    distributed.redis_prefix,
+    distributed.shared_redis,
+)
 # What a broken theme must leave as it was. (A page without its availability row may still word
 # its state elsewhere, "Sold Out" for "Out of stock": such present text is stored as usual.)
 KEPT = ("price", "regular_price", "availability", "name", "delisted_at")
@@ -447,3 +456,44 @@ def test_a_listing_cut_by_a_quarter_delists_nothing(
             sa.select(sa.func.count()).where(products.c.delisted_at.is_not(None))
         ).scalar_one()
     assert delisted == 0
+
+
+def test_a_distributed_run_is_judged_once_on_every_workers_counts(
+    replica_reset: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    shared_redis: redis.Redis,
+    redis_prefix: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    """Two workers share a run on a shop whose prices vanished: the last to leave judges it on
+    both workers' counts (each did real work: HOLD), and nothing is written over or delisted."""
+    replica, hooh = replica_reset, "hookedonhallmark_com"
+    env = redis_env(**distributed.HOLD_ENV)
+    base_url = replica.base_urls[hooh]
+    assert distributed.crawl(hooh, env, base_url=base_url).returncode == 0  # healthy
+    prices = {key: row["price"] for key, row in distributed.stored(engine, hooh).items()}
+    replica.theme(hooh, "price")
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    with distributed.products_locked(engine):
+        run_id = distributed.announce(hooh, env, base_url=base_url)
+        workers = [
+            distributed.start_crawl(hooh, env, log, {"run_id": str(run_id)}, distributed.HOLD)
+            for log in logs
+        ]
+        run = keys.RunKeys(redis_prefix, hooh, run_id)
+        distributed.wait_until_each_holds_products(shared_redis, run, replica, workers)
+    outputs = [distributed.wait(worker, log) for worker, log in zip(workers, logs, strict=True)]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:]
+    scraped = [distributed.stat(output, "item_scraped_count") for output in outputs]
+    assert min(scraped) >= 1 and sum(scraped) == len(prices)  # both read pages
+    row = distributed.run_row(engine, run_id)
+    assert (row["status"], row["health"]) == ("finished", "suspect")
+    [reason] = row["health_reasons"]
+    assert reason.startswith(f"price on 0% of {len(prices)} products (last healthy run: ")
+    judged = [output for output in outputs if "\n    health    suspect: " in output]
+    assert len(judged) == 1  # the last worker, once
+    stored = distributed.stored(engine, hooh)
+    assert {key: row["price"] for key, row in stored.items()} == prices
+    assert all(row["delisted_at"] is None for row in stored.values())
+    assert [kind for kind, *_ in changes(engine, run_id)] == ["crawl_health"]
