@@ -26,6 +26,7 @@ from scrapy.statscollectors import StatsCollector
 from sqlalchemy.engine import Connection
 
 from christmas_spiders.config import Config
+from christmas_spiders.health.counting import UNRECORDED_STAT
 from christmas_spiders.health.judge import Baseline, Run, Thresholds, Verdict, judge
 from christmas_spiders.storage import health as storage
 from christmas_spiders.storage.schema import crawl_runs
@@ -46,13 +47,16 @@ def judge_run(
     years: Iterable[int],
     reason: str,
     errors: int,
-) -> Verdict:
+) -> Verdict | None:
     """Judge the run that this process ends, and act on the verdict (see the module doc).
 
     `years` are the years its listings covered; `errors` this process's error count (the
-    other workers' are in the run's row already).
+    other workers' are in the run's row already). None: what it read could not be recorded
+    (the run failed for it), so it is not judged and its vanished values stay unapplied.
     """
     vendor = spider.name
+    if stats.get_value(UNRECORDED_STAT):
+        return None
     target = getattr(spider, "target", None)
     listing = target is None or target.mode in ("all", "years")
     counts = storage.run_counts(connection, run_id)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
 from typing import Any
 
 from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.crawler import Crawler
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from christmas_spiders.config import Config
 from christmas_spiders.crawl_errors import FAILS_RUN
@@ -40,6 +41,17 @@ logger = logging.getLogger(__name__)
 # send_catch_log(product_page_skipped, reason=…, year=… or None, url=…).
 product_page_skipped = object()
 _UNREADABLE = {"no_name"}  # skip reasons of a page that is there (no_product: the product is gone)
+UNRECORDED_STAT = "health/unrecorded"  # the counts could not be written: the run is not judged
+_TRANSIENT_PGCODES = {"40P01", "40001"}  # a deadlock, a serialization failure: worth retrying
+
+
+def _transient(error: DBAPIError) -> bool:
+    """A lost connection or a conflict, as the store pipeline retries them."""
+    return (
+        isinstance(error, OperationalError)
+        or error.connection_invalidated
+        or getattr(error.orig, "pgcode", None) in _TRANSIENT_PGCODES
+    )
 
 
 def _present(value: Any) -> bool:
@@ -125,9 +137,10 @@ class HealthPipeline:
             return  # the run never opened: nothing is judged
         self._whole_run()
         try:
-            await asyncio.to_thread(self._write, spider.name, run_id)
+            await asyncio.to_thread(self._write_with_retries, spider.name, run_id)
         except (SQLAlchemyError, EmbeddedServerError) as error:
             # Unjudged vanishes stay unapplied: the stored values stand, which is safe.
+            self.crawler.stats.set_value(UNRECORDED_STAT, 1)
             logger.error(
                 "could not record what crawl run %s read, for its health: %s",
                 run_id,
@@ -143,6 +156,28 @@ class HealthPipeline:
         whole["pages/problems"] += _sum_stats(stats, "pages/problems/")
         whole["pages/skipped"] += _sum_stats(stats, "pages/skipped/", ("not_found", "no_product"))
         whole["pages/unread"] += _sum_stats(stats, "pages/unread/")
+
+    def _write_with_retries(self, vendor: str, run_id: int) -> None:
+        """Retried like the store's batches (db_write_attempts, db_retry_backoff_seconds)."""
+        attempts = self.config.db_write_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                self._write(vendor, run_id)
+                return
+            except DBAPIError as error:
+                if not _transient(error) or attempt == attempts:
+                    raise
+                delay = self.config.db_retry_backoff_seconds * 2 ** (attempt - 1)
+                logger.warning(
+                    "could not record what crawl run %s read (attempt %d of %d), retrying in "
+                    "%.1f s: %s",
+                    run_id,
+                    attempt,
+                    attempts,
+                    delay,
+                    one_line(error),
+                )
+                time.sleep(delay)
 
     def _write(self, vendor: str, run_id: int) -> None:
         stats = self.crawler.stats
