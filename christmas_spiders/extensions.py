@@ -15,7 +15,8 @@ A worker that is not the last to leave only adds its counters (the run's status 
 is); the last one sets the final status and, if the whole run finished cleanly (queue drained,
 no worker lost or failed), delists what the run no longer found — with the years and gone
 product the run recorded in Redis, whichever worker saw them. Only then is a distributed run
-delisted; without Redis only the process that started the run delists, as before.
+delisted; without Redis only the run's owner delists: the first process to enter it (the one
+that started it, or the one crawl the scheduler opened it for; ``runs.enter_run``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from datetime import datetime
 from typing import Any
 
 import redis
-import sqlalchemy as sa
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from sqlalchemy.engine import Connection
@@ -41,7 +41,6 @@ from christmas_spiders.distributed.run import Outcome, RunClosed
 from christmas_spiders.errors import one_line
 from christmas_spiders.storage import delisting, get_engine, runs, upgrade
 from christmas_spiders.storage.embedded import EmbeddedServerError
-from christmas_spiders.storage.schema import crawl_runs
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,7 @@ class CrawlRunRecorder:
         self.crawler = crawler
         self.config: Config = crawler.settings["CHRISTMAS_CONFIG"]
         self.run_id: int | None = None
+        self.owner = False  # without Redis: this process crawls the run whole (runs.enter_run)
         self.distributed = False  # a worker of a run shared through Redis
         self.run_closed = False  # joined a distributed run that had already ended
         self.storage_failed = False  # the run could not be opened: nothing can be written
@@ -129,10 +129,10 @@ class CrawlRunRecorder:
                 run_id = runs.join_run(connection, spider.name, int(joined))
                 logger.info("joined crawl run %s", run_id)
             else:
-                tag = self.crawler.settings.get("CRAWL_RUN_TAG")
-                run_id = runs.start_run(connection, spider.name, arguments, tag=tag)
+                run_id = runs.start_run(connection, spider.name, arguments)
                 logger.info("started crawl run %s", run_id)
-            runs.enter_run(connection, run_id)  # until it leaves: see runs.sweep
+            # Until it leaves (see runs.sweep); the first process in the run owns it.
+            self.owner = runs.enter_run(connection, run_id)
         return run_id
 
     def engine_started(self) -> None:
@@ -231,7 +231,7 @@ class CrawlRunRecorder:
             self.health = self._judge(connection, spider, reason, counters, outcome)
             if self.distributed:
                 status = self._run_status(connection, spider, status, outcome)
-            elif status == "finished" and not getattr(spider, "run_id", None):
+            elif status == "finished" and self.owner:
                 years = getattr(spider, "years_crawled", frozenset())
                 self._delist(connection, spider, years, getattr(spider, "product_gone", False))
             stats = {k: _json_safe(v) for k, v in self.crawler.stats.get_stats().items()}
@@ -254,10 +254,10 @@ class CrawlRunRecorder:
         outcome: Outcome | None,
     ) -> health.Verdict | None:
         """The run's health (docs/health.md), judged before anything is delisted by the process
-        that ends the run: without Redis the one that started it, with Redis the last worker."""
+        that ends the run: without Redis its owner (runs.enter_run), with Redis the last worker."""
         if self.distributed and (outcome is None or not outcome.last):
             return None
-        if not self.distributed and getattr(spider, "run_id", None):
+        if not self.distributed and not self.owner:
             return None
         years = outcome.years if outcome is not None else None
         if years is None:
@@ -281,9 +281,7 @@ class CrawlRunRecorder:
         The row is locked first, so the last worker's verdict and a sibling's late counters
         never overwrite each other: a worker that is not the last keeps the run's status.
         """
-        current = connection.execute(
-            sa.select(crawl_runs.c.status).where(crawl_runs.c.id == self.run_id).with_for_update()
-        ).scalar_one()
+        current = runs.lock_run(connection, self.run_id).status
         if status == "failed" or outcome is None:
             return "failed"
         if not outcome.last:
@@ -309,8 +307,9 @@ class CrawlRunRecorder:
     ) -> None:
         """After a complete crawl, delist what it no longer found (see storage.delisting).
 
-        Only the process that ends the run delists: without Redis the one that started it, with
-        Redis the last worker to leave it.
+        Only the process that ends the run delists: without Redis its owner (the process that
+        started it, or the one crawl the scheduler started it for), with Redis the last worker
+        to leave it.
         """
         stats, vendor = self.crawler.stats, spider.name
         target = getattr(spider, "target", None)

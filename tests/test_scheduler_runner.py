@@ -30,8 +30,8 @@ from christmas_spiders.config import Config
 from christmas_spiders.distributed.keys import RunKeys
 from christmas_spiders.scheduling import jobs, store
 from christmas_spiders.scheduling.runner import Crawl, CrawlRunner
-from christmas_spiders.storage import get_engine
-from christmas_spiders.storage.schema import crawl_runs, products
+from christmas_spiders.storage import get_engine, runs
+from christmas_spiders.storage.schema import crawl_run_processes, crawl_runs, products
 from christmas_spiders.vendors import VENDORS
 
 from .conftest import PROJECT_ROOT
@@ -137,8 +137,56 @@ def test_a_crawl_that_dies_before_opening_its_run_gets_a_failed_run(
     assert (outcome.status, outcome.exit_status) == ("failed", 2)  # a usage error
     run = the_run(engine, outcome.run_id)
     assert run["status"] == "failed"
-    assert run["close_reason"] == "no crawl run recorded (exit status 2)"
+    assert run["close_reason"] == "the crawl never joined its run (exit status 2)"
     assert run["stats"]["scheduler/exit_status"] == 2
+    assert run["arguments"] == {"year": "1900"}  # the run the scheduler opened for it
+
+
+def test_the_crawl_owns_the_run_the_scheduler_opened_and_delists_what_is_gone(
+    configure, replica_reset: Replica, engine: Engine
+) -> None:
+    """The child joins the run (-a run_id=) as its only process: it ends it as a full crawl
+    does, health judged and the product the shop no longer lists delisted."""
+    config = configure(replica_reset.base_urls, {})
+    runner = make_runner(config)
+    crawl = Crawl("sync:x", OS, {"year": "2019"}, budget=120)
+    assert runner.run(crawl).status == "finished"
+    gone = replica_reset.expected_items(OS, {2019})[0]
+    replica_reset.set_product(OS, gone.vendor_product_id, gone=True)
+
+    outcome = runner.run(crawl)
+    assert outcome.status == "finished", outcome
+    with engine.connect() as connection:
+        run = connection.execute(sa.select(crawl_runs).where(crawl_runs.c.id == outcome.run_id))
+        run = run.one()
+        members = connection.execute(
+            sa.select(crawl_run_processes.c.pid).where(
+                crawl_run_processes.c.run_id == outcome.run_id
+            )
+        ).all()
+        delisted = connection.execute(
+            sa.select(products.c.delisted_at).where(
+                products.c.vendor_product_id == str(gone.vendor_product_id)
+            )
+        ).scalar_one()
+    assert len(members) == 1  # the child, and only it, worked the run
+    assert run.stats["delisted"] == 1 and delisted is not None
+    assert run.health == "ok"
+
+
+def test_only_the_first_process_to_enter_a_running_run_owns_it(engine: Engine) -> None:
+    with engine.begin() as connection:
+        opened = runs.start_run(connection, OS, {"year": "2019"})
+        finished = runs.start_run(connection, OS, {"year": "2019"})
+        runs.finish_run(
+            connection, finished, status="finished", close_reason="x", counters={}, stats={}
+        )
+    with engine.begin() as connection:
+        assert runs.enter_run(connection, opened) is True
+    with engine.begin() as connection:  # the same process again: it was in the run already
+        assert runs.enter_run(connection, opened) is False
+    with engine.begin() as connection:
+        assert runs.enter_run(connection, finished) is False  # joining a run that is over
 
 
 def test_the_same_crawl_never_runs_twice_at_once(configure, start_replica, engine: Engine) -> None:

@@ -29,6 +29,7 @@ from christmas_spiders.config import Config
 from christmas_spiders.health.counting import UNRECORDED_STAT
 from christmas_spiders.health.judge import Baseline, Run, Thresholds, Verdict, judge
 from christmas_spiders.storage import health as storage
+from christmas_spiders.storage import runs
 from christmas_spiders.storage.schema import crawl_runs
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ def judge_run(
     other workers' are in the run's row already). None: what it read could not be recorded
     (the run failed for it), so it is not judged and its vanished values stay unapplied.
     """
-    vendor = spider.name
     if stats.get_value(UNRECORDED_STAT):
         return None
+    vendor = spider.name
     target = getattr(spider, "target", None)
     listing = target is None or target.mode in ("all", "years")
     counts = storage.run_counts(connection, run_id)
@@ -79,7 +80,7 @@ def judge_run(
         else:
             applied = storage.apply_vanishes(connection, vendor, run_id, field)
             stats.set_value(f"health/applied/{field}", applied)
-    storage.set_health(connection, run_id, verdict.health, verdict.reasons)
+    runs.set_health(connection, run_id, verdict.health, verdict.reasons)
     previous = storage.previous_health(connection, vendor, run_id)
     if verdict.health == "suspect" or previous == "suspect":
         storage.record_event(connection, run_id, vendor, verdict.health, verdict.reasons, previous)

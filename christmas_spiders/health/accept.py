@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from christmas_spiders.storage import health as storage
+from christmas_spiders.storage import runs
 from christmas_spiders.storage.schema import crawl_runs
 
 ACCEPTED = "accepted by an operator: the shop really changed"
@@ -56,6 +57,6 @@ def accept(connection: Connection, run_id: int) -> Accepted:
         for field in sorted(storage.vanish_counts(connection, run_id))
     }
     reasons = [*run.health_reasons, ACCEPTED]
-    storage.set_health(connection, run_id, "ok", reasons)
+    runs.set_health(connection, run_id, "ok", reasons)
     storage.record_event(connection, run_id, run.spider, "ok", reasons, "suspect")
     return Accepted(run_id, run.spider, applied)

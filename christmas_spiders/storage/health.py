@@ -264,14 +264,6 @@ def previous_health(connection: Connection, vendor: str, run_id: int) -> str | N
     ).scalar()
 
 
-def set_health(connection: Connection, run_id: int, health: str, reasons: list[str]) -> None:
-    connection.execute(
-        sa.update(crawl_runs)
-        .where(crawl_runs.c.id == run_id)
-        .values(health=health, health_reasons=reasons)
-    )
-
-
 def record_event(
     connection: Connection,
     run_id: int,

@@ -1,5 +1,16 @@
 """Crawl runs: one `crawl_runs` row per crawl, joined by every process that works it.
 
+Every write to ``crawl_runs`` goes through this module: a run is opened (``start_run``: by a
+crawl, ``scrapy announce`` or the scheduler), entered by each process that works it
+(``enter_run``), annotated (``add_stats``, ``set_health``) and closed (``finish_run``, or
+``sweep`` for an abandoned one).
+
+Without Redis, the process that crawls a run whole is its *owner*: the first process to enter
+it while it runs — the crawl that started it, or the one crawl the scheduler started it for
+(``scrapy crawl <vendor> -a run_id=<id>``). Only the owner judges the run's health and delists
+what it no longer found; a process joining later adds its counters. With Redis the last worker
+to leave the run ends it (``christmas_spiders.extensions``).
+
 Each crawl process records itself in ``crawl_run_processes`` when it opens or joins a run
 (``enter_run``) and marks itself left when it closes it (``finish_run``). A run still
 ``running`` whose processes are all gone is *abandoned*: ``sweep`` closes it ``failed`` with
@@ -37,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.config import Config
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage.heartbeats import STALE_AFTER, instance_name
 from christmas_spiders.storage.schema import (
     crawl_run_processes,
@@ -60,7 +72,6 @@ COUNTERS = (
 )
 
 
-TAG_STAT = "crawl_run/tag"
 ABANDONED = "abandoned"  # the close reason of a run whose processes are all gone
 ABANDONED_STAT = "crawl_run/abandoned"  # in its stats: which processes, who swept it
 SWEEP_SECONDS = 60.0  # how often the scheduler sweeps
@@ -73,18 +84,11 @@ class UnknownRun(LookupError):
     """A process was asked to join a crawl run that does not exist for its spider."""
 
 
-def start_run(
-    connection: Connection, spider: str, arguments: Mapping[str, Any], tag: str | None = None
-) -> int:
-    """Open a run. `tag` (Scrapy setting CRAWL_RUN_TAG) lets whoever started the crawl process
-    find its row: it is kept in the run's stats as `crawl_run/tag`."""
+def start_run(connection: Connection, spider: str, arguments: Mapping[str, Any]) -> int:
+    """Open a run of `spider` with these (checked) spider arguments; its id."""
     return connection.execute(
         sa.insert(crawl_runs)
-        .values(
-            spider=spider,
-            arguments=dict(arguments),
-            stats={TAG_STAT: tag} if tag else {},
-        )
+        .values(spider=spider, arguments=dict(arguments))
         .returning(crawl_runs.c.id)
     ).scalar_one()
 
@@ -98,8 +102,11 @@ def join_run(connection: Connection, spider: str, run_id: int) -> int:
     return found
 
 
-def enter_run(connection: Connection, run_id: int) -> None:
-    """Record this process as working the run (until `finish_run`)."""
+def enter_run(connection: Connection, run_id: int) -> bool:
+    """Record this process as working the run (until `finish_run`); whether it is the run's
+    owner (see the module doc). The run's row stays locked until the transaction ends, so of
+    two processes entering at once exactly one is the first."""
+    run = lock_run(connection, run_id)
     values = _this_process()
     statement = insert(crawl_run_processes).values(run_id=run_id, **values)
     connection.execute(
@@ -116,6 +123,61 @@ def enter_run(connection: Connection, run_id: int) -> None:
             },
         )
     )
+    return run.status == "running" and not run.entered
+
+
+def lock_run(connection: Connection, run_id: int) -> Any:
+    """The run's `status`, `close_reason` and whether a process `entered` it, its row locked
+    until the transaction ends."""
+    return connection.execute(_state(run_id).with_for_update(of=crawl_runs)).one()
+
+
+def run_state(connection: Connection, run_id: int) -> Any:
+    """The run's `status`, `close_reason` and whether a process `entered` it, as they are now."""
+    return connection.execute(_state(run_id)).one()
+
+
+def _state(run_id: int) -> sa.Select[Any]:
+    entered = sa.exists().where(crawl_run_processes.c.run_id == crawl_runs.c.id)
+    return sa.select(
+        crawl_runs.c.status, crawl_runs.c.close_reason, entered.label("entered")
+    ).where(crawl_runs.c.id == run_id)
+
+
+def counters(connection: Connection, run_id: int) -> dict[str, int]:
+    """The run's COUNTERS, summed over its processes."""
+    row = connection.execute(
+        sa.select(*(crawl_runs.c[name] for name in COUNTERS)).where(crawl_runs.c.id == run_id)
+    ).one()
+    return dict(row._mapping)
+
+
+def add_stats(
+    connection: Connection,
+    run_id: int,
+    stats: Mapping[str, Any],
+    *,
+    close_reason: str | None = None,
+) -> None:
+    """Merge `stats` into the run's stats (and set its close reason, when given)."""
+    values: dict[str, Any] = {"stats": _merged(stats)}
+    if close_reason is not None:
+        values["close_reason"] = close_reason
+    connection.execute(sa.update(crawl_runs).where(crawl_runs.c.id == run_id).values(**values))
+
+
+def set_health(connection: Connection, run_id: int, health: str, reasons: list[str]) -> None:
+    """The run's health verdict (christmas_spiders.health)."""
+    connection.execute(
+        sa.update(crawl_runs)
+        .where(crawl_runs.c.id == run_id)
+        .values(health=health, health_reasons=reasons)
+    )
+
+
+def _merged(stats: Mapping[str, Any]) -> Any:
+    """The run's stats with these keys added or replaced (`stats || jsonb`)."""
+    return crawl_runs.c.stats.op("||")(sa.literal(dict(stats), type_=JSONB))
 
 
 def _this_process() -> dict[str, Any]:
@@ -162,7 +224,7 @@ def finish_run(
                 else_=status,
             ),
             close_reason=close_reason,
-            stats=crawl_runs.c.stats.op("||")(sa.literal(dict(stats), type_=JSONB)),
+            stats=_merged(stats),
         )
     )
     connection.execute(
@@ -320,7 +382,7 @@ def _close_abandoned(connection: Connection, run_id: int, instances: list[str]) 
             status="failed",
             close_reason=ABANDONED,
             finished_at=sa.func.now(),
-            stats=crawl_runs.c.stats.op("||")(sa.literal(stats, type_=JSONB)),
+            stats=_merged(stats),
         )
     )
 
@@ -336,7 +398,7 @@ def sweep(engine: Engine, config: Config) -> list[int]:
     except SQLAlchemyError as error:
         logger.warning(
             "could not look for abandoned crawl runs: %s",
-            str(getattr(error, "orig", None) or error).strip().splitlines()[0],
+            one_line(error),
         )
         return []
 
