@@ -23,9 +23,8 @@ _SORT = "-id"  # newest first (ids follow start times)
 class RunArgs(schemas.Query):
     vendor = schemas.vendor_ids()
     status = schemas.choices(RUN_STATUSES)
-    health = fields.List(
-        fields.String(validate=validate.OneOf(RUN_HEALTH)),
-        validate=validate.Length(min=1, max=len(RUN_HEALTH)),
+    health = schemas.choices(
+        RUN_HEALTH,
         metadata={"description": "ok or suspect (docs/health.md); runs not judged have none."},
     )
     limit = fields.Integer(
