@@ -123,9 +123,11 @@ def test_same_item_again_changes_nothing_but_last_synced(engine: Engine) -> None
     with engine.connect() as connection:
         after = connection.execute(sa.select(products)).one()._mapping
     assert after["last_synced_at"] > before["last_synced_at"]
+    assert after["page_read_at"] > before["page_read_at"]  # an item comes from its page
     assert after["updated_at"] == before["updated_at"]
-    assert {k: v for k, v in after.items() if k != "last_synced_at"} == {
-        k: v for k, v in before.items() if k != "last_synced_at"
+    synced = ("last_synced_at", "page_read_at")
+    assert {k: v for k, v in after.items() if k not in synced} == {
+        k: v for k, v in before.items() if k not in synced
     }
     assert [change["kind"] for change in changes(engine)] == ["listed"]
 

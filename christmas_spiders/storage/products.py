@@ -119,6 +119,7 @@ def _upsert_statement(protect: bool) -> sa.Executable:
             # Never back in time: a batch that began before another run's write but lands after
             # it must not make the product look unseen to that run (storage.delisting).
             "last_synced_at": sa.func.greatest(products.c.last_synced_at, now),
+            "page_read_at": sa.func.greatest(products.c.page_read_at, now),  # an item is a page
             "delisted_at": None,
             "updated_at": sa.case((changed, now), else_=products.c.updated_at),
         },
@@ -154,10 +155,15 @@ def set_crawl_run(connection: Connection, crawl_run_id: int | None) -> None:
 
 
 def upsert_products(
-    connection: Connection, items: Iterable[Mapping[str, Any]], crawl_run_id: int | None = None
+    connection: Connection,
+    items: Iterable[Mapping[str, Any]],
+    crawl_run_id: int | None = None,
+    *,
+    link: bool = True,
 ) -> UpsertResult:
     """Insert or update normalized items in one statement, inside the caller's transaction,
-    and link the new and renamed ones to their ornaments (christmas_spiders.catalog.store)."""
+    and link the new and renamed ones to their ornaments (christmas_spiders.catalog.store;
+    `link=False` leaves them for later, as the benchmark's baseline does)."""
     rows = _rows(items)
     result = UpsertResult()
     if not rows:
@@ -175,5 +181,6 @@ def upsert_products(
             result.updated += 1
         else:
             result.unchanged += 1
-    link_products(connection, to_link)
+    if link:
+        link_products(connection, to_link)
     return result

@@ -121,6 +121,9 @@ products = Table(
     _timestamp("created_at", nullable=False, default_now=True),
     _timestamp("updated_at", nullable=False, default_now=True),
     _timestamp("delisted_at"),
+    # When its own page was last read (migration 0008): a quick sync marks a product it found
+    # unchanged on a listing synced without reading the page (christmas_spiders.quick).
+    _timestamp("page_read_at", nullable=False, default_now=True),
     # Its ornament (christmas_spiders.catalog, migration 0007), linked when the product is
     # stored: the offer's condition, how it was linked (`item_number` or `name`) and the score
     # (0-100); `link_form` keeps the listing as the rules read it and a digest of the columns
