@@ -765,7 +765,7 @@ ANSWERS: dict[str, dict[str, dict[str, str | None]]] = {
         "after_id": ID,
         "since": DATETIME,
         "vendor": VENDOR,
-        "kind": one_of("listed, changed, delisted, relisted"),
+        "kind": one_of("listed, changed, delisted, relisted, relinked"),
         "field": one_of(
             "price, regular_price, availability, availability_text, name, sku, link, "
             "image_url, release_year, series, series_number, artist, brand, currency"

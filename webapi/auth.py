@@ -14,13 +14,13 @@ revoked key stops working within that time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
 import re
 import secrets
 import time
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -48,7 +48,7 @@ CLOCK = "christmas_keys_clock"
 _VALID_MAX = 10_000  # keys remembered per process; past it, the memory starts over
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ApiKey:
     id: int
     name: str
@@ -97,16 +97,12 @@ def create_key(connection: Connection, name: str, rate_limit: int | None = None)
     return key_id, key
 
 
+# The columns of an ApiKey (never the hash).
+_KEY_COLUMNS = tuple(api_keys.c[field.name] for field in dataclasses.fields(ApiKey))
+
+
 def list_keys(connection: Connection, include_revoked: bool = True) -> list[ApiKey]:
-    query = sa.select(
-        api_keys.c.id,
-        api_keys.c.name,
-        api_keys.c.prefix,
-        api_keys.c.rate_limit,
-        api_keys.c.created_at,
-        api_keys.c.last_used_at,
-        api_keys.c.revoked_at,
-    ).order_by(api_keys.c.id)
+    query = sa.select(*_KEY_COLUMNS).order_by(api_keys.c.id)
     if not include_revoked:
         query = query.where(api_keys.c.revoked_at.is_(None))
     return [ApiKey(**row._mapping) for row in connection.execute(query)]
@@ -135,20 +131,12 @@ def find_key(connection: Connection, presented: str) -> tuple[ApiKey | None, str
     row = None
     if match:
         row = connection.execute(
-            sa.select(api_keys).where(api_keys.c.prefix == match.group(1))
+            sa.select(*_KEY_COLUMNS, api_keys.c.key_hash).where(api_keys.c.prefix == match.group(1))
         ).first()
     stored = row.key_hash if row is not None else _DUMMY_HASH
     if not hmac.compare_digest(stored, hash_key(presented)) or row is None:
         return None, "unknown"
-    key = ApiKey(
-        id=row.id,
-        name=row.name,
-        prefix=row.prefix,
-        rate_limit=row.rate_limit,
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    key = ApiKey(**{column.key: row._mapping[column.key] for column in _KEY_COLUMNS})
     if key.revoked_at is not None:
         return None, "revoked"
     return key, ""

@@ -38,28 +38,10 @@ SORTS: dict[str, SortKey] = {
     "updated_at": SortKey(_p.updated_at, _p.id, pagination.SORT_PARSERS["time"]),
 }
 SORT_CHOICES = [*SORTS, *(f"-{name}" for name in SORTS)]
-CSV_COLUMNS = (
-    "id",
-    "vendor",
-    "sku",
-    "name",
-    "price",
-    "regular_price",
-    "currency",
-    "availability",
-    "availability_text",
-    "release_year",
-    "series",
-    "series_number",
-    "artist",
-    "brand",
-    "link",
-    "image_url",
-    "first_seen_at",
-    "last_synced_at",
-    "updated_at",
-    "delisted_at",
-)
+_PRODUCT_FIELDS = schemas.Product().fields
+# The CSV export's columns: a product's fields as /v1/products answers them, but for the shop's
+# own id.
+CSV_COLUMNS = tuple(name for name in _PRODUCT_FIELDS if name != "vendor_product_id")
 
 
 class ProductFilters(schemas.Query):
@@ -141,7 +123,6 @@ def list_products(args: dict[str, Any]):
     )
 
 
-_PRODUCT_FIELDS = schemas.Product().fields
 _TIME_FIELDS = tuple(
     name for name, field in _PRODUCT_FIELDS.items() if isinstance(field, ma.fields.DateTime)
 )

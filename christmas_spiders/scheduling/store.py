@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.config import Config
-from christmas_spiders.storage.database import database_url
+from christmas_spiders.storage.database import database_url, listen_connection
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +60,7 @@ def dsn(config: Config) -> str:
 def connect(url: str, role: str) -> psycopg2.extensions.connection:
     """An autocommit connection, named in pg_stat_activity: christmas-scheduler ROLE HOST:PID."""
     name = f"{APPLICATION_NAME} {role} {socket.gethostname()}:{os.getpid()}"[:63]
-    connection = psycopg2.connect(
-        url,
-        application_name=name,
-        connect_timeout=10,
-        keepalives=1,
-        keepalives_idle=30,
-        keepalives_interval=10,
-        keepalives_count=3,
-    )
-    connection.autocommit = True
-    return connection
+    return listen_connection(url, name)
 
 
 def job_store(config: Config) -> SQLAlchemyJobStore:

@@ -7,6 +7,8 @@ import re
 import threading
 from importlib import resources
 
+import psycopg2
+import psycopg2.extensions
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -39,6 +41,22 @@ _UPGRADE_LOCK = 0x786D6173
 
 class SchemaMismatch(RuntimeError):
     """The database schema is not the one this code was written for."""
+
+
+def listen_connection(dsn: str, application_name: str) -> psycopg2.extensions.connection:
+    """A psycopg2 connection for LISTEN: autocommit, named in pg_stat_activity, with TCP
+    keepalives so that a peer gone silent is noticed in about a minute."""
+    connection = psycopg2.connect(
+        dsn,
+        application_name=application_name,
+        connect_timeout=10,
+        keepalives=1,
+        keepalives_idle=30,
+        keepalives_interval=10,
+        keepalives_count=3,
+    )
+    connection.autocommit = True
+    return connection
 
 
 def database_url(config: Config) -> str:

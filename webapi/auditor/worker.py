@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from christmas_spiders.config import Config, ConfigError, Subscriber, resolve_subscribers
 from christmas_spiders.errors import one_line
 from christmas_spiders.storage import heartbeats, runs
-from christmas_spiders.storage.database import check_schema, database_url
+from christmas_spiders.storage.database import check_schema, database_url, listen_connection
 from christmas_spiders.storage.history import change_horizon
 from webapi.auditor import state
 from webapi.auditor.horizon import Horizon, HorizonTracker
@@ -138,17 +138,7 @@ class Worker:
     # --- the loop ---------------------------------------------------------------------------
 
     def _connect(self) -> psycopg2.extensions.connection:
-        connection = psycopg2.connect(
-            self._dsn,
-            application_name=APPLICATION_NAME,
-            connect_timeout=10,
-            keepalives=1,
-            keepalives_idle=30,
-            keepalives_interval=10,
-            keepalives_count=3,
-        )
-        connection.autocommit = True
-        return connection
+        return listen_connection(self._dsn, APPLICATION_NAME)
 
     def _listen(self, backoff: Backoff) -> None:
         connection = self._connect()
