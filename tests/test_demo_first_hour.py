@@ -113,3 +113,49 @@ def test_sigterm_to_flask_run_stops_the_embedded_server_it_was_the_last_user_of(
     assert not psutil.pid_exists(postmaster) or (
         psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
     )
+
+
+# -- without the project's packages ---------------------------------------------------------------
+
+SETUP_SENTENCE = re.compile(
+    r"^project_christmas: \S+ lacks the project's packages \([a-z0-9, ]+\): run `make setup`, "
+    r"then `\. \.venv/bin/activate` and run the command again \(or run it as "
+    r"\.venv/bin/<command>\)\.\n\Z"
+)
+
+
+def test_a_python_without_the_projects_packages_says_in_one_sentence_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """A real interpreter without them (a bare virtual environment, as a system Python)."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    for command in (["scheduler.py", "list"], ["-m", "christmas_spiders.storage", "upgrade"]):
+        result = subprocess.run(
+            [str(bare / "bin" / "python"), *command],
+            cwd=PROJECT_ROOT,
+            env=_bare_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (result.returncode, result.stdout) == (1, ""), result.stderr
+        assert SETUP_SENTENCE.match(result.stderr), result.stderr
+
+
+def test_flask_keys_without_the_projects_packages_names_the_cause_not_a_missing_command() -> None:
+    """Flask installed, the project's other packages not (the issue's `No such command
+    'keys'`): the app factory cannot import, and that is what the user reads."""
+    blocked = "import sys; sys.modules['apscheduler'] = sys.modules['marshmallow'] = None; "
+    run_flask = "from flask.cli import main; sys.argv[0] = 'flask'; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", blocked + run_flask, "--app", "webapi", "keys", "list"],
+        cwd=PROJECT_ROOT,
+        env=_bare_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert SETUP_SENTENCE.match(result.stderr), result.stderr
+    assert "(marshmallow, apscheduler)" in result.stderr
