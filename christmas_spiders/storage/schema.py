@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -349,3 +350,22 @@ ornaments = Table(
     Index(None, "item_number"),
 )
 Index("ix_ornaments_lower_series", func.lower(ornaments.c.series), ornaments.c.series_number)
+
+# Commands for the running scheduler (migration 0009, scheduling.commands): `python scheduler.py
+# pause|resume|run JOB_ID` queues one here and NOTIFYs; the scheduler applies it through
+# APScheduler's API and writes the answer (`ok`, `result`: one sentence). With no scheduler
+# running the CLI applies it itself. Applied commands are kept 30 days.
+SCHEDULER_ACTIONS = ("run", "pause", "resume")
+
+scheduler_commands = Table(
+    "scheduler_commands",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("action", String(16), nullable=False),
+    Column("job_id", Text, nullable=False),
+    _timestamp("requested_at", nullable=False, default_now=True),
+    _timestamp("applied_at"),
+    Column("ok", Boolean),
+    Column("result", Text),
+    CheckConstraint(_in("action", SCHEDULER_ACTIONS), name="action"),
+)
