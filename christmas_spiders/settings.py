@@ -22,7 +22,7 @@ LOG_LEVEL = CHRISTMAS_CONFIG.log_level
 
 # Politeness: robots.txt, AutoThrottle, a few requests at a time per shop, and retries that
 # back off (Retry-After honoured) for 5xx, 429 and timeouts.
-USER_AGENT = f"project_christmas/0.1 (+{CHRISTMAS_CONFIG.contact_url})"
+USER_AGENT = CHRISTMAS_CONFIG.user_agent
 ROBOTSTXT_OBEY = True
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 1.0

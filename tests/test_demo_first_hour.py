@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import selectors
@@ -24,6 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
+from scrapy.utils.test import get_crawler
+
+from christmas_spiders import config
+from christmas_spiders.config.keys import CONTACT_URL_UNSET
+from christmas_spiders.spiders.ornament_shop_com import OrnamentShopSpider
 
 from .conftest import PROJECT_ROOT
 
@@ -159,3 +166,62 @@ def test_flask_keys_without_the_projects_packages_names_the_cause_not_a_missing_
     assert (result.returncode, result.stdout) == (1, ""), result.stderr
     assert SETUP_SENTENCE.match(result.stderr), result.stderr
     assert "(marshmallow, apscheduler)" in result.stderr
+
+
+# -- the User-Agent's contact ---------------------------------------------------------------------
+
+
+def _config(**values: str) -> config.Config:
+    return config.load(
+        {"ENV": "", "CONFIG_PATH": str(PROJECT_ROOT / "config/default.json"), **values}
+    )
+
+
+def test_the_default_contact_names_nobody_and_says_it_is_not_configured() -> None:
+    agent = _config().user_agent
+    assert agent == f"project_christmas/0.1 (+{CONTACT_URL_UNSET})"
+    assert CONTACT_URL_UNSET.split("/")[2].endswith(".invalid")  # RFC 2606: nobody's domain
+    assert _config(CHRISTMAS_CONTACT_URL="mailto:crawl@example.org").user_agent == (
+        "project_christmas/0.1 (+mailto:crawl@example.org)"
+    )
+
+
+def _scrapy_settings(**values: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", "settings", "--get", "USER_AGENT"],
+        cwd=PROJECT_ROOT,
+        env=_bare_env(**values),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_crawler_sends_the_configured_contact_and_refuses_a_bad_one() -> None:
+    sent = _scrapy_settings(CHRISTMAS_CONTACT_URL="https://example.org/our-crawler")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout == "project_christmas/0.1 (+https://example.org/our-crawler)\n"
+    bad = _scrapy_settings(CHRISTMAS_CONTACT_URL="call Bob")
+    assert bad.returncode == 1
+    assert bad.stderr == (
+        "configuration error: CHRISTMAS_CONTACT_URL must be an http(s):// URL or a mailto: "
+        "address, not 'call Bob'.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("contact", "base_url", "warned"),
+    [
+        ({}, None, True),  # a live shop, nobody named
+        ({"CHRISTMAS_CONTACT_URL": "mailto:crawl@example.org"}, None, False),
+        ({}, "http://127.0.0.1:8002", False),  # a replica or mirror
+    ],
+)
+def test_a_crawl_of_a_live_shop_without_a_contact_warns(
+    contact: dict[str, str], base_url: str | None, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    crawler = get_crawler(OrnamentShopSpider, {"CHRISTMAS_CONFIG": _config(**contact)})
+    arguments = {"year": "1998"} | ({"base_url": base_url} if base_url else {})
+    with caplog.at_level(logging.WARNING):
+        OrnamentShopSpider.from_crawler(crawler, **arguments)
+    assert ("contact_url is not set" in caplog.text) is warned, caplog.text

@@ -26,6 +26,9 @@ CONFIG_DIR = PROJECT_ROOT / "config"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 _POSTGRES = ("postgresql", "postgres")
+# contact_url's default: nobody's address (the reserved .invalid domain), which tells a shop's
+# owner that the operator has not said who they are; docs/configuration.md says why.
+CONTACT_URL_UNSET = "https://contact-url-not-configured.invalid/"
 
 
 def _option(default: Any, reader: ma.fields.Field, env: str | None = None) -> Any:
@@ -87,7 +90,14 @@ class Config:
     store_flush_seconds: float = _option(2.0, f.number(0.05, 3600.0))
     db_write_attempts: int = _option(5, f.integer(1, 100))
     db_retry_backoff_seconds: float = _option(0.5, f.number(0.0, 60.0))
-    contact_url: str = _option("https://github.com/dannykspaw/project_christmas", f.text())
+    # Where a shop's owner reaches whoever runs the crawler (User-Agent); see CONTACT_URL_UNSET.
+    contact_url: str = _option(
+        CONTACT_URL_UNSET,
+        f.matching(
+            r"(?i)(?:https?://|mailto:)\S+\Z",
+            "must be an http(s):// URL or a mailto: address, not {input!r}.",
+        ),
+    )
     vendors: Mapping[str, Mapping[str, str]] = _option(
         {}, f.Object(_Origins, error_messages={"invalid": "must be an object keyed by vendor id."})
     )
@@ -167,6 +177,11 @@ class Config:
     def base_url(self, vendor: str) -> str:
         """The origin a spider crawls: configuration first, else the live shop."""
         return self.vendors.get(vendor, {}).get("base_url") or VENDORS[vendor].base_url
+
+    @property
+    def user_agent(self) -> str:
+        """The crawler's User-Agent: what crawls, and after `+` where to reach who runs it."""
+        return f"project_christmas/0.1 (+{self.contact_url})"
 
 
 # Key → the environment variable that overrides it (`vendors`, an object, is read from the file

@@ -49,8 +49,8 @@ class Listing:
 
 
 def user_agent(config: Config) -> str:
-    """The crawler's User-Agent (christmas_spiders.settings builds the same)."""
-    return f"project_christmas/0.1 (+{config.contact_url})"
+    """The crawler's User-Agent (christmas_spiders.settings uses the same)."""
+    return config.user_agent
 
 
 def index_url(config: Config, vendor: str) -> str:

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from christmas_spiders import arguments
 from christmas_spiders.config import Config
+from christmas_spiders.config.keys import CONTACT_URL_UNSET
 from christmas_spiders.distributed import yearlinks
 from christmas_spiders.health.counting import product_page_skipped
 from christmas_spiders.items import ProductItem
@@ -44,6 +45,11 @@ from christmas_spiders.storage.schema import crawl_runs, products
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
+NO_CONTACT = (
+    "%s: contact_url is not set, so the shop cannot tell who crawls it; set "
+    "CHRISTMAS_CONTACT_URL to a page about your crawl or a mailto: address "
+    "(docs/configuration.md)"
+)
 
 # Below the default (0) of the pages a listing yields: the next year waits for them, except
 # for the last few, held below it (see _parse_year_listing).
@@ -160,6 +166,11 @@ class VendorSpider(scrapy.Spider):
         given = {**spider.raw_arguments, "run_id": spider.run_id}
         checked = cls.check_arguments(given, config)
         spider.base_url = checked["base_url"]
+        if (
+            spider.base_url == VENDORS[cls.name].base_url
+            and config.contact_url == CONTACT_URL_UNSET
+        ):
+            logger.warning(NO_CONTACT, cls.name)
         spider.target = checked["target"]
         spider.product_link = checked["product_link"]
         # What crawl_runs.arguments records (base_url included: a replica run is not a live one).
