@@ -110,6 +110,8 @@ class Product:
     quirks: frozenset[str] = frozenset()
     edge_cases: tuple[str, ...] = ()
     retail_price: Decimal | None = None  # Hallmark retail price, used for price-prefixed SKUs
+    # The ornament it is a listing of, equal at every shop (the test truth of ornament linking).
+    ornament: str | None = None
 
     @property
     def name(self) -> str:

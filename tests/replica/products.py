@@ -1,7 +1,15 @@
 """Turning fixtures and ornaments into one shop's `Product`s: ids, URLs, prices, stock texts.
 
 Each shop has its own conventions (URL slugs, image paths, availability wording, whether the
-page states the artist); they all live here so the rendering modules only render.
+page states the artist, how it names an ornament); they all live here so the rendering modules
+only render.
+
+Each shop names the generated ornaments in its own style (`shop_name`), as the real shops do:
+HooH writes "{year} {title}" and "… 5th in Series", sometimes "{year} Hallmark …"; OS writes
+"#5", "&" for "and", "Mini" for "Miniature" and "(No Box)", without trademark signs; HO
+writes "5th in {Series} Series" and sometimes "… Keepsake Ornament". Some listings show no SKU
+(OS more often) and HO prefixes a third of its 2016+ SKUs with the retail price. The true
+ornament of every listing is `Product.ornament`.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from .models import (
     Product,
     clean_sku,
 )
-from .ornaments import Ornament, affine_permutation, rng
+from .ornaments import Ornament, affine_permutation, fixture_item_number, rng
 
 AVAILABILITY_TEXTS: dict[str, dict[str, str]] = {
     HOOH: {
@@ -127,6 +135,9 @@ def from_fixture(
     path = path or product_path(vendor, spec.name, sku, product_id)
     listed = _os_path(spec.listed_slug) if spec.listed_slug else path
     no_box = spec.name.endswith(" NB")
+    # Hand-written products are one ornament per year (of the name) and item number.
+    number = fixture_item_number(spec.sku)
+    truth = f"{spec.name[:4]}:{number}" if number else f"{vendor}:{product_id}"
     return Product(
         vendor=vendor,
         index=index,
@@ -154,6 +165,7 @@ def from_fixture(
         note=spec.note,
         quirks=spec.quirks,
         edge_cases=spec.edge_cases,
+        ornament=truth,
     )
 
 
@@ -177,15 +189,42 @@ def _availability(vendor: str, year: int, generator: random.Random) -> tuple[str
     return state, AVAILABILITY_TEXTS[vendor][state]
 
 
+_MARKS = str.maketrans("", "", "™®©")
+_NO_SKU = {HOOH: 0.03, OS: 0.12, HO: 0.04}  # listings that show no SKU (E8)
+
+
+def shop_name(vendor: str, ornament: Ornament, no_box: bool, style: random.Random) -> str:
+    """The ornament's name as `vendor` writes it (module doc)."""
+    year, series, number = ornament.year, ornament.series, ornament.series_number
+    if vendor == OS:
+        name = f"{year} {series} #{number}" if series else ornament.name
+        if series and ornament.kind == MINIATURE and "Miniature" not in series:
+            name += " Miniature"
+        name = name.replace(" and ", " & ").replace("Miniature", "Mini").translate(_MARKS)
+        return " ".join(name.split()) + (" (No Box)" if no_box else "")
+    if vendor == HO and series and ornament.name_in_series_form:
+        name = ornament.name.replace(" in Series", f" in {series} Series")
+    elif vendor == HO and style.random() < 0.3:
+        name = f"{ornament.name} Keepsake Ornament"
+    elif vendor == HOOH and style.random() < 0.15:
+        name = ornament.name.replace(" ", " Hallmark ", 1)
+    else:
+        name = ornament.name
+    return name + (" NB" if no_box else "")
+
+
 def from_ornament(
     vendor: str, seed: int, index: int, product_id: int, block: FillBlock, ornament: Ornament
 ) -> Product:
     generator = rng(seed, vendor, "listing", index)
+    style = rng(seed, vendor, "words", index)  # its own draws: prices stay as they were
     no_box = ornament.year < 2000 and generator.random() < 0.08
-    name = ornament.name + (" NB" if no_box else "")
-    sku = ornament.sku + ("NB" if no_box else "")
+    name = shop_name(vendor, ornament, no_box, style)
+    sku: str | None = ornament.sku + ("NB" if no_box else "")
     if vendor == HO and ornament.year >= 2016 and generator.random() < 0.3:
         sku = f"{int(ornament.retail_price * 100)}{sku}"
+    if style.random() < _NO_SKU[vendor]:
+        sku = None
     factor = generator.uniform(0.9, 1.2) * (0.85 if no_box else 1.0)
     price = Decimal(math.floor(float(ornament.market_price) * factor)) + _ending(vendor, generator)
     regular_price = msrp = None
@@ -218,4 +257,5 @@ def from_ornament(
         listed_path=product_path(vendor, name, sku, product_id),
         image_path=image_path(vendor, name, sku, product_id),
         retail_price=ornament.retail_price,
+        ornament=ornament.truth,
     )
