@@ -6,6 +6,8 @@
     (none)                                            sync every year the shop lists
     -a base_url=http://127.0.0.1:PORT                 crawl a replica or mirror
     -a run_id=<crawl_runs.id>                         join that crawl run
+    -a mode=full | mode=quick                         every product page (default), or the
+                                                      listings first (christmas_spiders.quick)
 
 A bad argument raises ``ArgumentError`` with one sentence; ``scrapy crawl`` reports it as a usage
 error and exits non-zero before the crawl starts.
@@ -21,7 +23,8 @@ from urllib.parse import urlsplit
 
 FIRST_YEAR = 1973
 _YEAR = re.compile(r"^\d{4}$")
-_KNOWN = ("year", "url", "product_id", "base_url", "run_id")
+_KNOWN = ("year", "url", "product_id", "base_url", "run_id", "mode")
+MODES = ("full", "quick")  # full: every product page; quick: listings first (issue #16)
 
 
 class ArgumentError(ValueError):
@@ -35,6 +38,7 @@ class CrawlTarget:
     years: tuple[int, ...] | None = None
     url: str | None = None
     product_id: int | None = None
+    sync: str = "full"  # full or quick (MODES): how the listed products are synced
 
     @property
     def mode(self) -> str:
@@ -86,13 +90,27 @@ def same_shop(url: str, origins: tuple[str, ...]) -> bool:
     return any(host == urlsplit(origin).netloc.lower() for origin in origins)
 
 
+def parse_mode(value: Any) -> str:
+    """'full' (the default) or 'quick'."""
+    text = str(value or "full").strip().lower()
+    if text not in MODES:
+        raise ArgumentError(f"mode must be full or quick, not {value!r}.")
+    return text
+
+
 def parse_target(arguments: dict[str, Any], origins: tuple[str, ...]) -> CrawlTarget:
-    """Validate year / url / product_id (at most one of them)."""
+    """Validate year / url / product_id (at most one of them) and mode."""
     chosen = [name for name in ("year", "url", "product_id") if arguments.get(name)]
     if len(chosen) > 1:
         raise ArgumentError(f"give at most one of year, url and product_id, not {chosen}.")
+    sync = parse_mode(arguments.get("mode"))
+    if sync == "quick" and {"url", "product_id"} & set(chosen):
+        raise ArgumentError(
+            f"mode=quick reads year listings; it cannot sync one product ({chosen[0]}), "
+            "which is always read from its page."
+        )
     if "year" in chosen:
-        return CrawlTarget(years=parse_years(arguments["year"]))
+        return CrawlTarget(years=parse_years(arguments["year"]), sync=sync)
     if "url" in chosen:
         url = str(arguments["url"]).strip()
         if urlsplit(url).scheme not in ("http", "https"):
@@ -108,7 +126,7 @@ def parse_target(arguments: dict[str, Any], origins: tuple[str, ...]) -> CrawlTa
         if not text.isdigit():
             raise ArgumentError(f"product_id must be a products.id number, not {text!r}.")
         return CrawlTarget(product_id=int(text))
-    return CrawlTarget()
+    return CrawlTarget(sync=sync)
 
 
 def parse_run_id(value: Any) -> int | None:

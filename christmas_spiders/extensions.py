@@ -39,6 +39,7 @@ from christmas_spiders.crawl_errors import FAILS_RUN
 from christmas_spiders.distributed.connection import describe
 from christmas_spiders.distributed.run import Outcome, RunClosed
 from christmas_spiders.errors import one_line
+from christmas_spiders.quick.sync import summary_lines as quick_summary
 from christmas_spiders.storage import delisting, get_engine, runs, upgrade
 from christmas_spiders.storage.embedded import EmbeddedServerError
 
@@ -410,6 +411,7 @@ class CrawlRunRecorder:
         ]
         if health_line := health.summary_line(stats):
             lines.append(health_line)
+        lines += quick_summary(stats)  # a quick sync's listings, pages fetched and why
         # What broke a part of the crawl first, then the other errors (a few of each).
         lines += [f"failure   {text}" for text in self.errors.failures]
         lines += [

@@ -49,6 +49,8 @@ DOWNLOAD_MAXSIZE = 8 * 1024 * 1024
 # One keeps a HooH crawler flat (141 MB at 20,000 products, 130 at 5,000) at no cost in speed.
 YEAR_LISTINGS_AT_ONCE = 1
 DOWNLOADER_MIDDLEWARES = {
+    # A quick sync's requests wait until its stored products are loaded (christmas_spiders.quick).
+    "christmas_spiders.quick.gate.SnapshotGate": 50,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "christmas_spiders.middlewares.BackoffRetryMiddleware": 550,
     # After decompression (590): a page declared UTF-8 but in a legacy encoding is read as such.

@@ -104,6 +104,9 @@ class Config:
     # A year whose crawl found fewer products than this share of the last complete crawl of
     # it delists nothing (the crawl looks incomplete).
     delist_min_ratio: float = _option(0.5, f.number(0.0, 1.0))
+    # Quick syncs (`-a mode=quick`, docs/spiders.md): every product page is read again within
+    # this many days, the oldest first, spread over the quick syncs of the schedule.
+    quick_refresh_days: float = _option(7.0, f.number(0.01, 3650.0))
     # Crawl health (christmas_spiders.health, docs/health.md): when a run is `suspect`.
     # Coverage and first-run checks need this many product pages (smaller runs: vanishes only).
     health_min_items: int = _option(10, f.integer(1, 1_000_000))

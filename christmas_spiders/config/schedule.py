@@ -8,7 +8,8 @@ not the other way round. Every problem is one sentence naming the key, e.g.
     "schedule": {
       "timezone": "America/New_York",
       "vendors": ["ornament_shop_com", "hookedonhallmark_com"],
-      "sync":  {"cron": "0 1 * * *", "spread": "20h", "budget": "3h", "misfire_grace": "6h"},
+      "quick": {"interval": "1h", "spread": "1h", "budget": "45m"},
+      "sync":  {"cron": "0 1 * * sun", "spread": "7d", "budget": "3h", "misfire_grace": "6h"},
       "years": {"cron": "0 5 * * sun"},
       "stale": {"interval": "6h", "budget": "10m"},
       "stale_after": "3d", "stale_batch": 50, "max_crawls": 2,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -65,8 +67,14 @@ class Schedule:
 
     timezone: str = "UTC"
     vendors: tuple[str, ...] = tuple(VENDORS)
-    # One job per vendor × listed year: `scrapy crawl <vendor> -a year=<year>`, daily.
-    sync: JobKind = JobKind(cron="0 0 * * *", spread=DAY, budget=3 * HOUR, misfire_grace=6 * HOUR)
+    # One job per vendor: `scrapy crawl <vendor> -a mode=quick` (the listings first), hourly.
+    quick: JobKind = JobKind(
+        interval=HOUR, spread=HOUR, budget=45 * MINUTE, misfire_grace=30 * MINUTE
+    )
+    # One job per vendor × listed year: `scrapy crawl <vendor> -a year=<year>`, weekly.
+    sync: JobKind = JobKind(
+        cron="0 0 * * sun", spread=WEEK, budget=3 * HOUR, misfire_grace=6 * HOUR
+    )
     # One job per vendor: re-read the year index, add jobs for new years, drop unlisted ones.
     years: JobKind = JobKind(cron="0 5 * * sun", spread=HOUR, misfire_grace=2 * DAY)
     # One job per vendor: `scrapy crawl <vendor> -a product_id=<id>` for each stale product.
@@ -225,6 +233,7 @@ class _Schedule(Strict):
         unknown="has unknown vendor {first!r}; known: {choices}.",
         allow_empty=True,
     )
+    quick = Object(_JobKind)
     sync = Object(_JobKind)
     years = Object(_JobKind, exclude=("budget",))
     stale = Object(_JobKind)
@@ -238,10 +247,26 @@ class _Schedule(Strict):
     @ma.post_load
     def build(self, data: dict[str, Any], **kwargs: Any) -> Schedule:
         default = Schedule()
-        for kind in ("sync", "years", "stale"):
+        for kind in ("quick", "sync", "years", "stale"):
             if kind in data:
                 data[kind] = replace(getattr(default, kind), **data[kind])
         return replace(default, **data)
+
+
+def runs_per_day(kind: JobKind, timezone: str = "UTC") -> float:
+    """How often a job of this kind runs a day: DAY / interval, or a cron expression's fire
+    times over a week, divided by 7."""
+    if kind.interval:
+        return DAY / kind.interval
+    assert kind.cron, "a job kind has a cron expression or an interval"
+    trigger = CronTrigger.from_crontab(kind.cron, timezone=ZoneInfo(timezone))
+    start = datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone))  # a fixed week: same answer always
+    fires, moment, previous = 0, start, None
+    while True:
+        moment = trigger.get_next_fire_time(previous, moment)
+        if moment is None or moment >= start + timedelta(days=7):
+            return fires / 7
+        fires, previous, moment = fires + 1, moment, moment + timedelta(seconds=1)
 
 
 def schedule_field() -> Object:

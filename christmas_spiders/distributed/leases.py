@@ -76,3 +76,7 @@ async def store_items(crawler: Crawler) -> None:
     for component in crawler.engine.scraper.itemproc.middlewares:
         if isinstance(component, StorePipeline):
             await asyncio.shield(component.flush())
+    # A quick sync's listings: the products they showed unchanged are marked synced first.
+    quick = getattr(crawler.spider, "quick", None)
+    if quick is not None:
+        await asyncio.shield(quick.flush())

@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 # Sent by the spiders for a product page they read but could not make an item of:
 # send_catch_log(product_page_skipped, reason=…, year=… or None, url=…).
 product_page_skipped = object()
+# Sent by a quick sync for the products its listings showed unchanged (christmas_spiders.quick):
+# send_catch_log(listing_confirmed, products=[{field: stored value}, …]). Each counts as a
+# product page read with its stored fields, so a quick run is judged like a full one.
+listing_confirmed = object()
 _UNREADABLE = {"no_name"}  # skip reasons of a page that is there (no_product: the product is gone)
 UNRECORDED_STAT = "health/unrecorded"  # the counts could not be written: the run is not judged
 _TRANSIENT_PGCODES = {"40P01", "40001"}  # a deadlock, a serialization failure: worth retrying
@@ -84,6 +88,7 @@ class HealthPipeline:
         self.unstored_links: set[str] = set()
         crawler.signals.connect(self.item_dropped, signal=signals.item_dropped)
         crawler.signals.connect(self.page_skipped, signal=product_page_skipped)
+        crawler.signals.connect(self.products_confirmed, signal=listing_confirmed)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HealthPipeline:
@@ -121,6 +126,10 @@ class HealthPipeline:
         self._count(fields)
         if _present(fields.get("vendor_product_id")) or _present(fields.get("link")):
             self.unstored_keys.add(vendor_key(fields))
+
+    def products_confirmed(self, products: list[dict[str, Any]]) -> None:
+        for fields in products:
+            self._count(fields)
 
     def page_skipped(self, reason: str, year: int | None, url: str) -> None:
         if reason not in _UNREADABLE:

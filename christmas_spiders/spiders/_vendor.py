@@ -40,6 +40,7 @@ from christmas_spiders.distributed import yearlinks
 from christmas_spiders.health.counting import product_page_skipped
 from christmas_spiders.items import ProductItem
 from christmas_spiders.parsers import ProductPage
+from christmas_spiders.quick.sync import QuickSync
 from christmas_spiders.storage import get_engine
 from christmas_spiders.storage.schema import crawl_runs, products
 from christmas_spiders.vendors import VENDORS
@@ -111,6 +112,7 @@ def _on_origin(url: str, origin: str) -> str:
 class VendorSpider(scrapy.Spider):
     year_index_path: ClassVar[str]
     years_crawled: frozenset[int] = frozenset()  # the years a year/all crawl covered
+    quick: QuickSync | None = None  # a quick sync's helper (-a mode=quick)
     product_gone: bool = False  # url/product_id mode: the product page is gone
 
     def __init__(self, *, run_id: str | None = None, **kwargs: Any) -> None:
@@ -118,7 +120,7 @@ class VendorSpider(scrapy.Spider):
         if unknown:
             raise arguments.ArgumentError(
                 f"unknown argument(s) {', '.join(unknown)}; "
-                "use year, url, product_id, base_url or run_id."
+                "use year, url, product_id, base_url, run_id or mode."
             )
         super().__init__()
         self.raw_arguments = {
@@ -137,7 +139,7 @@ class VendorSpider(scrapy.Spider):
         if unknown:
             raise arguments.ArgumentError(
                 f"unknown argument(s) {', '.join(unknown)}; "
-                "use year, url, product_id, base_url or run_id."
+                "use year, url, product_id, base_url, run_id or mode."
             )
         if run_id is not None and config.redis_url:
             of_run = run_arguments(config, cls.name, run_id)
@@ -176,12 +178,14 @@ class VendorSpider(scrapy.Spider):
         # What crawl_runs.arguments records (base_url included: a replica run is not a live one).
         spider.run_arguments = checked["arguments"]
         spider.year_link_cache = yearlinks.for_config(config)
+        spider.quick = QuickSync(crawler, spider) if spider.target.sync == "quick" else None
         crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
         return spider
 
     # -- navigation ------------------------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Any]:
+        self.crawler.stats.set_value("crawl/mode", self.target.sync)
         if self.target.mode in ("url", "product_id"):
             url = self.target.url or self.product_link
             yield scrapy.Request(
@@ -351,6 +355,17 @@ class VendorSpider(scrapy.Spider):
     def parse_category(self, response: Response, year: int) -> Iterable[scrapy.Request]:
         raise NotImplementedError
 
+    def listed_products(self, response: Response, year: int, urls: Iterable[str]) -> Iterable[Any]:
+        """The listed product pages to read: all (full sync), or as the tiles say (quick)."""
+        if self.quick is not None:
+            return self.quick.listed(response, year, urls)
+        return [self.product_request(url, year) for url in urls]
+
+    def product_request(self, url: str, year: int) -> scrapy.Request:
+        return scrapy.Request(
+            url, callback=self.parse_product, errback=self.product_failed, cb_kwargs={"year": year}
+        )
+
     # -- pages the crawl could not read --------------------------------------------------------
 
     def product_failed(self, failure: Failure) -> None:
@@ -410,6 +425,8 @@ class VendorSpider(scrapy.Spider):
             )
             logger.warning("%s: no product on this page (%s), skipped", response.url, page.skipped)
             return
+        if self.quick is not None:
+            self.quick.page_read(response, page.fields)
         fields = dict(page.fields)
         page_year = fields.pop("release_year", None)
         if year is not None and page_year is not None and page_year != year:

@@ -72,13 +72,7 @@ class HallmarkOrnamentsSpider(VendorSpider):
                 len(listing.products),
                 listing.expected_count,
             )
-        for url in listing.products:
-            yield scrapy.Request(
-                url,
-                callback=self.parse_product,
-                errback=self.product_failed,
-                cb_kwargs={"year": year},
-            )
+        yield from self.listed_products(response, year, listing.products)
         if listing.next_page:
             if page < MAX_LISTING_PAGES:
                 yield self.category_request(listing.next_page, year, page + 1, render=rendered)

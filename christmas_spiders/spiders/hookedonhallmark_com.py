@@ -43,8 +43,7 @@ class HookedOnHallmarkSpider(VendorSpider):
         self, response: Response, year: int, depth: int = 0, page: int = 1
     ) -> Iterable[scrapy.Request]:
         listing = parser.parse_listing(response.selector, response.url)
-        for url in listing.products:
-            yield self.listed_product_request(url, year)
+        yield from self.listed_products(response, year, listing.products)
         if depth < MAX_DEPTH:
             # A segmented year: its View All sub-category has every product; without one,
             # every segment is crawled (E17).
@@ -58,6 +57,9 @@ class HookedOnHallmarkSpider(VendorSpider):
                 yield self.category_request(listing.next_page, year, depth, page + 1)
             else:
                 self.logger.warning("%s: stopped paging after %d pages", response.url, page)
+
+    def product_request(self, url: str, year: int) -> scrapy.Request:
+        return self.listed_product_request(url, year)
 
     def listed_product_request(
         self, url: str, year: int, redirect_urls: tuple[str, ...] = ()

@@ -31,13 +31,7 @@ class OrnamentShopSpider(VendorSpider):
         self, response: Response, year: int, page: int = 1
     ) -> Iterable[scrapy.Request]:
         products, next_page = parser.parse_listing(response.selector, response.url)
-        for url in products:
-            yield scrapy.Request(
-                url,
-                callback=self.parse_product,
-                errback=self.product_failed,
-                cb_kwargs={"year": year},
-            )
+        yield from self.listed_products(response, year, products)
         if next_page and products:
             if page < MAX_LISTING_PAGES:
                 yield self.category_request(next_page, year, page + 1)

@@ -9,6 +9,8 @@
     replica.disallow("ornament_shop_com", "/some-product/")   # a robots.txt line
     replica.theme("ornament_shop_com", "price", "listing")      # a broken theme; () restores
     replica.stats("hookedonhallmark_com")["by_kind"]["product"]
+    replica.requests("ornament_shop_com", "product")   # the product pages requested, in order
+    replica.set_product("ornament_shop_com", "1036", listed=False)   # off the shop, page gone
     replica.reset()
 
 The Python catalog (`replica.catalog`) is the generated ground truth; control-API overrides
@@ -92,7 +94,9 @@ class Replica:
         self, vendor: str, vendor_product_id: int | str, **changes: Any
     ) -> dict[str, Any]:
         """Change a product: price, regular_price, msrp (decimal strings or None),
-        availability, availability_text, name, sku, gone. Returns its catalog record."""
+        availability, availability_text, name, sku, gone; how the listings show it: listed
+        (False: off every listing, its page deleted; True: back), tile_price, tile_broken
+        (its tile shows another price, or none; its page unchanged). Returns its record."""
         return self.control(vendor, "POST", f"/products/{vendor_product_id}", changes)
 
     def _each(self, vendor: str | None) -> tuple[str, ...]:
@@ -138,6 +142,12 @@ class Replica:
 
     def stats(self, vendor: str) -> dict[str, Any]:
         return self.control(vendor, "GET", "/stats")
+
+    def requests(self, vendor: str, kind: str | None = None) -> list[str]:
+        """The paths (with their query) the shop was asked for since its last reset, in order;
+        of one path kind (`product`, `category`, …) or all."""
+        query = f"?kind={kind}" if kind else ""
+        return self.control(vendor, "GET", "/requests" + query)["paths"]
 
     def reset(self, vendor: str | None = None) -> None:
         """Drop overrides, request counts, throttling and latency changes."""

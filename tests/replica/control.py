@@ -6,7 +6,9 @@ disallows it). It reads the ground truth and changes the running shop:
     GET  /__replica__/catalog/<vendor_product_id>
     POST /__replica__/products/<vendor_product_id>  {"price": "12.50", "regular_price": null,
          "msrp": ..., "availability": "unavailable", "availability_text": ..., "name": ...,
-         "sku": ..., "gone": true}
+         "sku": ..., "gone": true, "listed": false, "tile_price": "9.99", "tile_broken": true}
+         (listed: false takes it off every listing and deletes its page, true puts it back;
+         tile_price / tile_broken: what its listing tile shows, its page unchanged)
     POST /__replica__/throttle   {"every": 5, "burst": 0, "status": 429, "retry_after": 1}
     POST /__replica__/latency    {"ms": 200}
     POST /__replica__/faults     {"path": "/x_p_1.html" (optional: else the shop's next
@@ -15,6 +17,7 @@ disallows it). It reads the ground truth and changes the running shop:
     POST /__replica__/theme      {"broken": ["price", "availability_text", "name", "listing"],
          "empty_years": [2018]}  a broken theme (state.Theme); {} restores the shop's own
     GET  /__replica__/stats      request counts by path kind and status, most in flight at once
+    GET  /__replica__/requests[?kind=product]   the paths requested, in order (the request log)
     POST /__replica__/reset      drop overrides, counts, throttle, latency and theme changes
 
 Every answer is JSON; errors are {"error": "<one sentence>"} with a 4xx status.
@@ -40,6 +43,7 @@ PREFIX = "/__replica__"
 _PRODUCT = re.compile(r"/(?:catalog|products)/(\d+)")
 _OVERRIDABLE = {"price", "regular_price", "msrp", "availability", "availability_text", "name"}
 _OVERRIDABLE |= {"sku", "gone"}
+_LISTING = {"listed", "tile_price", "tile_broken"}  # how the listings show a product
 
 
 class ControlError(Exception):
@@ -71,6 +75,9 @@ def _route(shop: Shop, request: Request, origin: str, path: str) -> Response:
         return _json(_catalog(shop, request, origin))
     if (method, path) == ("GET", "/stats"):
         return _json({"vendor": shop.vendor, **state.stats()})
+    if (method, path) == ("GET", "/requests"):
+        kind = request.args.get("kind") or None
+        return _json({"vendor": shop.vendor, "kind": kind, "paths": state.requests(kind)})
     if (method, path) == ("POST", "/reset"):
         state.reset()
         return _json({"vendor": shop.vendor, "reset": True})
@@ -101,7 +108,22 @@ def _route(shop: Shop, request: Request, origin: str, path: str) -> Response:
         if product is None:
             raise ControlError(404, f"{shop.vendor} has no product {product_match[1]}")
         if method == "POST" and path.startswith("/products/"):
-            product = state.override(product.index, _changes(shop, _body(request)))
+            body = _body(request)
+            listing = {key: body.pop(key) for key in _LISTING & set(body)}
+            changes = _changes(shop, body)
+            if "listed" in listing:
+                listed = bool(listing["listed"])
+                changes["status"] = STATUS_OK if listed else shop.deleted_status
+                changes["expect"] = EXPECT_ITEM if listed else EXPECT_GONE
+                state.set_listed(product.index, listed)
+            tile = {}
+            if "tile_price" in listing:
+                tile["price"] = _price("tile_price", listing["tile_price"])
+            if "tile_broken" in listing:
+                tile["broken"] = bool(listing["tile_broken"])
+            if tile:
+                state.set_tile(product.index, tile)
+            product = state.override(product.index, changes)
         return _json(product_record(shop.catalog, product, origin))
     raise ControlError(404, f"no control endpoint {method} {PREFIX}{path}")
 
@@ -159,7 +181,9 @@ def _changes(shop: Shop, body: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(body) - _OVERRIDABLE)
     if unknown:
         raise ControlError(
-            400, f"cannot change {', '.join(unknown)}; allowed: {', '.join(sorted(_OVERRIDABLE))}"
+            400,
+            f"cannot change {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(_OVERRIDABLE | _LISTING))}",
         )
     changes: dict[str, Any] = {}
     for name in ("price", "regular_price", "msrp"):

@@ -86,7 +86,10 @@ class ReplicaApp:
                     kind, response = "error", Response("internal error\n", 500)
                 if fault is not None:
                     response = faults.hostile_page(fault, response, request)
-            state.record(kind, response.status_code)
+            path = request.path + (
+                f"?{request.query_string.decode()}" if request.query_string else ""
+            )
+            state.record(kind, response.status_code, path)
         return response
 
 

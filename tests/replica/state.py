@@ -1,5 +1,6 @@
-"""What changes while a replica runs: product overrides, throttling, latency, fault plans,
-robots.txt lines, a broken theme, request counts.
+"""What changes while a replica runs: product overrides, products taken off or put back on the
+listings, what a listing tile shows, throttling, latency, fault plans, robots.txt lines, a
+broken theme, request counts and the request log.
 
 One `ShopState` per shop origin. The generated catalog stays immutable; an override is a small
 dict of field changes applied whenever the product is read, so the control API can change a
@@ -88,6 +89,9 @@ class ShopState:
         self.robots_disallow: tuple[str, ...] = ()  # added to robots.txt
         self._faulted: Counter[str] = Counter()
         self.theme = Theme()
+        self.hidden: set[int] = set()  # products off every listing (removed from the shop)
+        self.tiles: dict[int, dict[str, Any]] = {}  # what a product's listing tile shows instead
+        self._log: list[tuple[str, str]] = []  # (path kind, path with query) of each request
 
     # --- products ---------------------------------------------------------------------------
 
@@ -105,13 +109,45 @@ class ShopState:
         return None if product is None else self.product(product.index)
 
     def listing(self, key: str, start: int = 0, stop: int | None = None) -> list[Product]:
-        """The products a listing shows at positions [start, stop), as the theme shows it."""
+        """The products a listing shows at positions [start, stop), as the theme shows it and
+        as their tiles show them (`tile`)."""
         category, theme = self.catalog.categories[key], self.theme
         if category.year in theme.empty_years:
             return []
         if "listing" in theme.broken:
             stop = theme.first_page if stop is None else min(stop, theme.first_page)
-        return [self.product(i) for i in category.indices(start, stop)]
+        if self.hidden:
+            indices = [i for i in category.indices() if i not in self.hidden][start:stop]
+        else:
+            indices = category.indices(start, stop)
+        return [self.tile(i) for i in indices]
+
+    def listed_count(self, key: str) -> int:
+        """How many products the listing has (those taken off it not counted)."""
+        category = self.catalog.categories[key]
+        if not self.hidden:
+            return category.count
+        return sum(1 for index in category.indices() if index not in self.hidden)
+
+    def tile(self, index: int) -> Product:
+        """A product as its listing tile shows it: `price` (then not on sale), or `broken`
+        (the tile's price markup missing, quirk "broken_tile")."""
+        product, changes = self.product(index), self.tiles.get(index)
+        if not changes:
+            return product
+        if "price" in changes:
+            product = replace(product, price=changes["price"], regular_price=None)
+        if changes.get("broken"):
+            product = replace(product, quirks=product.quirks | {"broken_tile"})
+        return product
+
+    def set_listed(self, index: int, listed: bool) -> None:
+        with self._lock:
+            (self.hidden.discard if listed else self.hidden.add)(index)
+
+    def set_tile(self, index: int, changes: dict[str, Any]) -> None:
+        with self._lock:
+            self.tiles[index] = {**self.tiles.get(index, {}), **changes}
 
     def shown(self, product: Product) -> Product:
         """A product as its page shows it under the current theme."""
@@ -179,10 +215,16 @@ class ShopState:
             with self._lock:
                 self._in_flight -= 1
 
-    def record(self, kind: str, status: int) -> None:
+    def record(self, kind: str, status: int, path: str = "") -> None:
         with self._lock:
             self._by_kind[kind] += 1
             self._by_status[str(status)] += 1
+            self._log.append((kind, path))
+
+    def requests(self, kind: str | None = None) -> list[str]:
+        """The paths requested (with their query), in order; of one path kind, or all."""
+        with self._lock:
+            return [path for logged, path in self._log if kind is None or logged == kind]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -212,3 +254,6 @@ class ShopState:
             self.robots_disallow = ()
             self._faulted.clear()
             self.theme = Theme()
+            self.hidden.clear()
+            self.tiles.clear()
+            self._log.clear()

@@ -54,7 +54,9 @@ class HoShop(ThreeDCartShop):
     def category_page(
         self, page: Page, category: Category, number: int, sort: int, viewall: bool
     ) -> Response:
-        paging = make_paging(page, category, number, sort, viewall, category.count)
+        paging = make_paging(
+            page, category, number, sort, viewall, self.state.listed_count(category.key)
+        )
         crumbs = [
             ("Home", page.url("/")),
             (self.catalog.index.name, page.url(self.catalog.index.path)),
@@ -75,7 +77,14 @@ class HoShop(ThreeDCartShop):
         if category is None or category.role == "index":
             return Response('{"error":"unknown category"}', 404, content_type="application/json")
         viewall = page.arg("viewall") == "1"
-        paging = make_paging(page, category, page.int_arg("page", 1), 3, viewall, category.count)
+        paging = make_paging(
+            page,
+            category,
+            page.int_arg("page", 1),
+            3,
+            viewall,
+            self.state.listed_count(category.key),
+        )
         if viewall:
             products = self.state.listing(category.key)
         else:
@@ -101,7 +110,7 @@ class HoShop(ThreeDCartShop):
             "thumb": f"thumbnail.asp?file={product.image_path.lstrip('/')}&maxx=200&maxy=0",
             "price": money(product.regular_price if product.on_sale else product.price),
             "sale_price": money(product.price) if product.on_sale else None,
-        }
+        } | ({"price": None, "sale_price": None} if "broken_tile" in product.quirks else {})
 
     def _grid_script(self, page: Page, match: re.Match[str]) -> Response:
         return self.static_script("category-grid.js")

@@ -65,10 +65,13 @@ class HoohShop(ThreeDCartShop):
         self, page: Page, category: Category, number: int, sort: int, viewall: bool
     ) -> Response:
         tiles = [self._sub_tile(self.catalog.category(key)) for key in category.children]
-        featured = [self.state.product(index) for index in category.featured]
+        hidden = self.state.hidden
+        featured = [self.state.product(i) for i in category.featured if i not in hidden]
         paging, products = None, []
         if not category.children:
-            paging = make_paging(page, category, number, sort, viewall, category.count)
+            paging = make_paging(
+                page, category, number, sort, viewall, self.state.listed_count(category.key)
+            )
             if viewall:
                 products = self.state.listing(category.key)
             else:

@@ -140,7 +140,7 @@ class OrnamentShop(Shop):
     def _category(self, page: Page, category: Category) -> Response:
         sort = page.arg("sort") or None
         number = page.int_arg("page", 1) or 1
-        pages = max(1, -(-category.count // PER_PAGE))
+        pages = max(1, -(-self.state.listed_count(category.key) // PER_PAGE))
         start = (number - 1) * PER_PAGE
         products = self.state.listing(category.key, start, start + PER_PAGE)
 

@@ -58,7 +58,9 @@
     var name = element("div", { "class": "name" });
     name.appendChild(element("a", { href: item.url }, item.name));
     meta.appendChild(name);
-    meta.appendChild(priceBlock(item));
+    if (item.price !== null) {  // null: a tile whose price the theme lost (tile_broken)
+      meta.appendChild(priceBlock(item));
+    }
     card.appendChild(image);
     card.appendChild(meta);
     outer.appendChild(card);
