@@ -25,7 +25,7 @@ format: $(READY)
 	$(VENV)/bin/ruff check --fix .
 
 demo: $(READY)
-	$(PYTHON) demo.py
+	$(PYTHON) -m demo
 
 # Every performance figure beside its baseline; needs PostgreSQL and Redis up (as make test).
 # Writes bench/results.md (and .json); `python -m bench --quick` is the tiny pass the tests run.

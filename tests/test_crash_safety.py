@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,9 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.storage.schema import crawl_runs
 from christmas_spiders.vendors import VENDORS
+from demo.shops import DAY, FIELD
 
-from .conftest import PROJECT_ROOT
+from .conftest import PROJECT_ROOT, PrivatePostgres
 from .crawl import scrapy_crawl
 from .faulty_components import INJECTED
 from .replica.client import Replica
@@ -40,12 +43,15 @@ def _output(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
 
-def test_demo_crawls_every_shop_into_a_fresh_embedded_database(embedded_data_dir: Path) -> None:
-    """`make demo`, as on a fresh machine: no DATABASE_URL, an empty data folder."""
+def test_demo_tells_a_day_at_the_shops_on_a_fresh_embedded_database(
+    embedded_data_dir: Path,
+) -> None:
+    """`make demo`, as on a fresh machine (no DATABASE_URL, an empty data folder): two syncs of
+    every shop, a day apart, and the second records exactly what the shops changed."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["CHRISTMAS_DATA_DIR"] = str(embedded_data_dir)
     result = subprocess.run(
-        [sys.executable, "demo.py"],
+        [sys.executable, "-m", "demo"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -54,15 +60,43 @@ def test_demo_crawls_every_shop_into_a_fresh_embedded_database(embedded_data_dir
     )
     output = _output(result)
     assert result.returncode == 0, output[-6000:]
-    summaries = {vendor: (status, reason) for _, vendor, status, reason in SUMMARY.findall(output)}
-    assert summaries == {vendor: ("finished", "finished") for vendor in VENDORS}, output[-6000:]
-    assert output.count(" 0 errors logged") == len(VENDORS)
     assert "Traceback" not in output
-    for vendor in VENDORS:  # a few stored rows of each shop, read back by the demo
-        shop = re.search(
-            rf"^{re.escape(VENDORS[vendor].display_name)}:\n((?:  .*\n)+)", output, re.M
-        )
-        assert shop and len(shop.group(1).splitlines()) == 4, output[-3000:]
+    runs = SUMMARY.findall(output)
+    assert sorted(vendor for _, vendor, _, _ in runs) == sorted([*VENDORS] * 2), output[-6000:]
+    assert {(status, reason) for _, _, status, reason in runs} == {("finished", "finished")}
+    assert output.count(" 0 errors logged") == 2 * len(VENDORS)
+    # What the day at the shops must show in day 2's crawl summaries, field by field.
+    day = Counter(FIELD[kind] for kind, count in DAY.items() for _ in range(count))
+    planned = ", ".join(f"{count} {name}" for name, count in sorted(day.items()))
+    assert output.count(f"to be recorded: {planned}\n") == len(VENDORS), output[-6000:]
+    changes = re.findall(r"crawl run \d+ of (\w+) .*\n    items .*\n    changes   (.*)", output)
+    assert changes[len(VENDORS) :] and sorted(changes[len(VENDORS) :]) == sorted(
+        (vendor, planned) for vendor in VENDORS
+    ), output[-6000:]
+    drops = DAY["price drop"] + DAY["sale"]
+    recorded = (
+        f"price drops {drops}, price rises {DAY['price rise']}, sold out {DAY['sold out']}, "
+        f"back in stock {DAY['back in stock']}, listed {DAY['new']}, delisted {DAY['gone']}"
+    )
+    for vendor in VENDORS:
+        assert f"{VENDORS[vendor].display_name:<22} {recorded}\n" in output, output[-3000:]
+    assert "KEY=$(flask --app webapi keys create me)" in output
+    # Day 1 is dated a day back: the history spans a day, and day 2 is now.
+    server = PrivatePostgres(embedded_data_dir)
+    try:
+        engine = sa.create_engine(server.url.replace("postgresql://", "postgresql+psycopg2://"))
+        with engine.connect() as connection:
+            first, last = connection.execute(
+                sa.text("SELECT min(changed_at), max(changed_at) FROM product_changes")
+            ).one()
+            delisted = connection.execute(
+                sa.text("SELECT count(*) FROM products WHERE delisted_at IS NOT NULL")
+            ).scalar()
+        engine.dispose()
+    finally:
+        server.close()
+    assert timedelta(days=1) <= last - first < timedelta(days=1, hours=1)
+    assert delisted == DAY["gone"] * len(VENDORS)
 
 
 def test_first_crawls_on_fresh_embedded_databases_log_no_error(replica: Replica) -> None:
