@@ -20,7 +20,7 @@ shared by the figures; each figure's script also runs alone (`python -m bench.<s
 | 6 | API | bench/api_latency.py (written with the API: see `api_rows`) |
 | 7 | audit delivery | bench/auditor_latency.py |
 | 8 | memory | bench/memory.py (reuses 1's crawls) |
-| 9 | ornament linking | bench/ornament_linking.py (no services) |
+| 9 | ornament linking | bench/ornament_linking.py (offline, then in PostgreSQL side by side) |
 
 The table and every figure's detail go to stdout and, for a full run, to bench/results.md
 with the machine, date, versions and load, followed by bench/NOTES.md (the analysis: what

@@ -1,48 +1,55 @@
-"""Ornament linking (issue #15): how right the linker is, and how long 60,000 listings take.
+"""Ornament linking (issue #15): how right the linker is, and what linking costs.
 
     python -m bench.ornament_linking [--quick]
 
 * Pairwise precision / recall / F1 of `christmas_spiders.catalog.linker.link_all` on the
   hand-labelled set (tests/files/ornaments/labelled.jsonl) against the issue's goal
   (F1 ≥ 0.99 with precision ≥ 0.995; tests/test_catalog.py asserts it).
-* Time to read and link the replica's generated catalogs, 20,000 listings a shop (`--quick`:
-  500): the three shops list the same generated ornaments (tests/replica/ornaments.py), so the
-  true ornament of each listing is known. Once as generated (nearly every listing has a SKU,
-  so this is mostly item-number linking) and once with the SKU removed from every third
-  listing (chosen by a hash of its link), so that those join by name. The replica draws SKUs
-  at random, and some ornaments of one year share one; by the issue's rule those are one
-  ornament, so the truth merges them (their number is printed). Fixture products are left out.
-  What the linker misses there is by design: the replica names its miniature series without
-  "Miniature" ("2019 Antique Tractors", item number QXM…), and a listing that does not say
-  miniature never joins a miniature. Its few wrong links come from the replica generating a
-  non-series "Rocking Horse Miniature" beside the "Miniature Rocking Horse" series in one
-  year, and a listing without series number may join a numbered ornament of its name.
-
-Figures only, no goal on time: the machine and its load decide those numbers.
+* The offline linker on the replica's generated catalogs, 20,000 listings a shop (`--quick`:
+  500): the three shops list the same ornaments, each in its own naming style, and the
+  replica knows the true ornament of every listing (`Product.ornament`). Once as generated
+  and once with the SKU removed from every third listing (chosen by a hash of its link), so
+  that those join by name.
+* Linking in the database, on the real PostgreSQL: the same 60,000 listings stored shop after
+  shop in batches of 500 (the store pipeline's batch) into two fresh databases side by side,
+  one with linking (`upsert_products` as the store pipeline calls it) and one without
+  (`link=False`), batch by batch in alternating order, so load on the machine hits both
+  alike. First from scratch (every listing is new: read through the rules and linked), then
+  three unchanged full re-syncs (what a daily full sync is: nothing to link). The goal is on
+  the re-sync: linking adds under 10 % to a full sync's store time. The stored ornaments are
+  scored against the replica's truth.
 """
 
 from __future__ import annotations
 
-import argparse
-import bisect
 import hashlib
 import json
+import statistics
 import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, log, rows_table
-from christmas_spiders.catalog import rules
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from bench.common import Row, Session, log, standalone
 from christmas_spiders.catalog.linker import link_all, listing_from_item
 from christmas_spiders.catalog.measure import PairScores, pairwise_scores
+from christmas_spiders.config import Config
+from christmas_spiders.storage import database
+from christmas_spiders.storage.products import upsert_products, vendor_key
+from christmas_spiders.storage.schema import ornaments, products
 from tests.replica.catalog import generate
 from tests.replica.models import EXPECT_ITEM
 
 FIGURE = "9"
 LABELLED = Path(__file__).resolve().parent.parent / "tests/files/ornaments/labelled.jsonl"
 GOAL_F1, GOAL_PRECISION = 0.99, 0.995
+GOAL_RESYNC = 10.0  # percent linking may add to a full re-sync's store time
 FULL_PER_SHOP, QUICK_PER_SHOP = 20_000, 500
+BATCH = 500  # the store pipeline's default store_batch_size
+RESYNCS = 3
 ORIGIN = "http://127.0.0.1:8000"
 
 
@@ -59,46 +66,136 @@ def linked(items: list[dict[str, Any]]) -> tuple[list[str], float, float]:
     return keys, read - started, time.perf_counter() - read
 
 
-def replica_listings(per_shop: int) -> tuple[list[dict[str, Any]], list[Hashable], int]:
-    """The generated listings of every shop as §C2 items, their true ornaments, and how many
-    replica ornaments share a year and item number with another (merged in the truth)."""
+def replica_listings(per_shop: int) -> tuple[list[dict[str, Any]], list[Hashable], set[str]]:
+    """Every listing of the three shops as §C2 items, shop after shop, its true ornament, and
+    the links of the hand-written ones (edge cases, some named alike on purpose)."""
     items: list[dict[str, Any]] = []
-    slots: list[tuple[int, str, int]] = []
+    truth: list[Hashable] = []
+    written: set[str] = set()
     for shop in generate(seed=1, size=per_shop):
-        starts = [block.start for block in shop.layout.fill_blocks]
         for product in shop.products():
-            if product.expect != EXPECT_ITEM or product.index in shop.layout.fixtures_at:
-                continue
-            block = shop.layout.fill_blocks[bisect.bisect_right(starts, product.index) - 1]
             expected = product.expected(ORIGIN)
-            assert expected is not None
-            items.append(expected.as_json())
-            slots.append((block.year, block.kind, block.slot_start + product.index - block.start))
-    # By the rule, one year and one item number is one ornament: merge the slots that share.
-    parent: dict[Hashable, Hashable] = {}
-
-    def root(key: Hashable) -> Hashable:
-        while parent.setdefault(key, key) != key:
-            key = parent[key]
-        return key
-
-    for found, slot in zip(items, slots, strict=True):
-        number = rules.item_number(found["sku"])
-        if number is not None:
-            parent[root(slot)] = root((found["release_year"], number))
-    truth = [root(slot) for slot in slots]
-    shared = len(set(slots)) - len(set(truth))
-    return items, truth, shared
+            if product.expect == EXPECT_ITEM and expected is not None:
+                items.append(expected.as_json())
+                truth.append(product.ornament)
+                if product.index in shop.layout.fixtures_at:
+                    written.add(expected.link)
+    return items, truth, written
 
 
-def _without_some_skus(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _without_some_skus(items: list[dict[str, Any]], keep: set[str]) -> list[dict[str, Any]]:
+    """Every third generated listing without its SKU. The hand-written ones keep theirs: two of
+    their designs share a name ("Mickey's Holiday Parade", QXD6049 and QXD6052), which only
+    the item number tells apart."""
+
     def dropped(found: dict[str, Any]) -> bool:
-        return int(hashlib.sha256(found["link"].encode()).hexdigest(), 16) % 3 == 0
+        third = int(hashlib.sha256(found["link"].encode()).hexdigest(), 16) % 3 == 0
+        return third and found["link"] not in keep
 
     return [{**found, "sku": None} if dropped(found) else found for found in items]
 
 
-def measure_rows(quick: bool, detail: Callable[[str, str], None] | None = None) -> list[Row]:
+# --- linking in the database ----------------------------------------------------------------
+
+
+def _store_side_by_side(
+    items: list[dict[str, Any]], linking: Engine, baseline: Engine
+) -> tuple[float, float]:
+    """Seconds to store `items` in batches with linking and without, batch by batch."""
+    spent = {True: 0.0, False: 0.0}
+    for number, start in enumerate(range(0, len(items), BATCH)):
+        batch = items[start : start + BATCH]
+        for link in (True, False) if number % 2 == 0 else (False, True):
+            began = time.perf_counter()
+            with (linking if link else baseline).begin() as connection:
+                upsert_products(connection, batch, link=link)
+            spent[link] += time.perf_counter() - began
+    return spent[True], spent[False]
+
+
+def _stored_scores(engine: Engine, items: list[dict[str, Any]], truth: list[Hashable]):
+    query = sa.select(products.c.vendor, products.c.vendor_key, products.c.ornament_id)
+    with engine.connect() as connection:
+        stored = {(vendor, key): found for vendor, key, found in connection.execute(query)}
+        count = connection.execute(sa.select(sa.func.count()).select_from(ornaments)).scalar()
+    identities = [(found["vendor"], vendor_key(found)) for found in items]
+    predicted = [stored[identity] or f"alone {identity}" for identity in identities]
+    return pairwise_scores(predicted, truth), count
+
+
+def _percent(with_linking: float, without: float) -> float:
+    return (with_linking / without - 1) * 100
+
+
+def database_rows(session: Session, items: list[dict[str, Any]], truth: list[Hashable]):
+    """Rows and detail lines of the store-time linking side by side (module doc)."""
+    urls = [session.services.scratch_database() for _ in range(2)]
+    linking, baseline = (
+        sa.create_engine(database.database_url(Config(database_url=url))) for url in urls
+    )
+    try:
+        batches = -(-len(items) // BATCH)
+        log(f"ornament linking: storing {len(items):,} listings from scratch, with and without")
+        first = _store_side_by_side(items, linking, baseline)
+        scores, count = _stored_scores(linking, items, truth)
+        resyncs = []
+        for number in range(1, RESYNCS + 1):
+            log(f"ornament linking: unchanged full re-sync {number} of {RESYNCS}")
+            resyncs.append(_store_side_by_side(items, linking, baseline))
+    finally:
+        linking.dispose()
+        baseline.dispose()
+        for url in urls:
+            session.services.drop(url)
+    resync_percent = statistics.median(_percent(*seconds) for seconds in resyncs)
+    per_batch_ms = (first[0] - first[1]) / batches * 1000
+    rows = [
+        Row(
+            FIGURE,
+            f"ornament linking: store {len(items):,} replica listings from scratch, batches of "
+            f"{BATCH}, with linking vs without",
+            f"{first[0]:.1f} s ({per_batch_ms:.0f} ms of linking a batch)",
+            f"{first[1]:.1f} s",
+            f"+{_percent(*first):.0f} % (every listing read and linked once)",
+            None,
+        ),
+        Row(
+            FIGURE,
+            f"ornament linking: unchanged full re-sync of the {len(items):,}, store time with "
+            f"linking vs without (median of {RESYNCS})",
+            " / ".join(f"{seconds[0]:.1f} s" for seconds in resyncs),
+            " / ".join(f"{seconds[1]:.1f} s" for seconds in resyncs),
+            f"{resync_percent:+.1f} % (goal < {GOAL_RESYNC:.0f} %)",
+            resync_percent < GOAL_RESYNC,
+        ),
+        Row(
+            FIGURE,
+            f"ornament linking: the stored ornaments against the replica's truth ({count:,} "
+            "ornaments)",
+            _scores_text(scores),
+            "",
+            "precision 1.0",
+            scores.precision == 1.0,
+        ),
+    ]
+    lines = [
+        "| store, batches of 500 | with linking | without | linking adds |",
+        "| --- | --- | --- | --- |",
+        f"| from scratch | {first[0]:.2f} s | {first[1]:.2f} s | {_percent(*first):+.0f} % "
+        f"({per_batch_ms:.0f} ms a batch) |",
+        *(
+            f"| unchanged re-sync {number} | {seconds[0]:.2f} s | {seconds[1]:.2f} s | "
+            f"{_percent(*seconds):+.1f} % |"
+            for number, seconds in enumerate(resyncs, start=1)
+        ),
+    ]
+    return rows, "\n".join(lines)
+
+
+def measure_rows(
+    session: Session | None, quick: bool, detail: Callable[[str, str], None] | None = None
+) -> list[Row]:
+    """The figure's rows; the database rows only with a `session` (its PostgreSQL)."""
     labelled = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
     keys, _, _ = linked(labelled)
     scores = pairwise_scores(keys, [found["truth"] for found in labelled])
@@ -115,13 +212,13 @@ def measure_rows(quick: bool, detail: Callable[[str, str], None] | None = None) 
     ]
     per_shop = QUICK_PER_SHOP if quick else FULL_PER_SHOP
     log(f"ornament linking: generating {per_shop:,} replica listings a shop")
-    items, truth, shared = replica_listings(per_shop)
+    items, truth, written = replica_listings(per_shop)
     lines = []
     for label, batch in (
         ("as generated", items),
-        ("every third SKU removed", _without_some_skus(items)),
+        ("every third generated SKU removed", _without_some_skus(items, written)),
     ):
-        log(f"ornament linking: linking {len(batch):,} listings, {label}")
+        log(f"ornament linking: linking {len(batch):,} listings offline, {label}")
         keys, reading, linking = linked(batch)
         seconds = reading + linking
         scores = pairwise_scores(keys, truth)
@@ -129,7 +226,7 @@ def measure_rows(quick: bool, detail: Callable[[str, str], None] | None = None) 
         rows.append(
             Row(
                 FIGURE,
-                f"ornament linking: read and link {len(batch):,} replica listings, {label}",
+                f"ornament linking: read and link {len(batch):,} replica listings offline, {label}",
                 f"{seconds:.2f} s ({len(batch) / seconds:,.0f} listings/s)",
                 "",
                 _scores_text(scores),
@@ -141,12 +238,14 @@ def measure_rows(quick: bool, detail: Callable[[str, str], None] | None = None) 
             f"{len(set(truth)):,} | {reading:.2f} + {linking:.2f} | {_scores_text(scores)} |"
         )
     text = (
-        "| replica listings | listings | with SKU | ornaments found | true ornaments "
-        "| s to read + link | "
-        "pairwise |\n| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(lines) + "\n\n"
-        f"{shared} replica ornaments share a year and an item number with another (the replica "
-        "draws SKUs at random); by the rule they are one ornament, and the truth counts them so."
+        "| replica listings, offline | listings | with SKU | ornaments found | true ornaments "
+        "| s to read + link | pairwise |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+        + "\n".join(lines)
     )
+    if session is not None:
+        stored_rows, stored_text = database_rows(session, items, truth)
+        rows += stored_rows
+        text += "\n\n" + stored_text
     if detail is not None:
         detail("ornament linking on the replica", text)
     else:
@@ -154,17 +253,15 @@ def measure_rows(quick: bool, detail: Callable[[str, str], None] | None = None) 
     return rows
 
 
-def measure(session: Any) -> list[Row]:
+def measure(session: Session) -> list[Row]:
     """The hook `python -m bench` calls (bench/__main__.py figure_functions)."""
-    return measure_rows(session.quick, lambda title, text: session.detail(FIGURE, title, text))
+    return measure_rows(
+        session, session.quick, lambda title, text: session.detail(FIGURE, title, text)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="500 listings a shop")
-    args = parser.parse_args(argv)
-    rows = measure_rows(args.quick)
-    print(rows_table(rows))
+    standalone(measure, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -179,6 +179,23 @@ def test_stored_grouping_does_not_depend_on_order_or_batches(
     assert grouping(engine) == grouping(other) == offline_grouping(items)
 
 
+def test_after_renames_the_stored_grouping_is_still_the_offline_linkers(engine: Engine) -> None:
+    """Products that change name, SKU or year leave ornaments and join others: what is
+    stored is what the offline linker makes of the listings as they are now."""
+    items = labelled()
+    store(engine, items, batch=100)
+    chosen = random.Random(7)
+    changed = {}
+    for position in chosen.sample(range(len(items)), 60):
+        other = items[chosen.randrange(len(items))]
+        fields = chosen.choice([("name",), ("sku",), ("name", "sku", "release_year")])
+        changed[position] = {**items[position], **{name: other[name] for name in fields}}
+    now = [changed.get(position, found) for position, found in enumerate(items)]
+    store(engine, list(changed.values()), batch=5)
+    assert grouping(engine) == offline_grouping(now)
+    assert len(relinked_rows(engine)) >= 20  # products did move
+
+
 def test_an_unchanged_resync_does_no_linking_work(engine: Engine) -> None:
     items = labelled()[:60]
     store(engine, items)

@@ -8,8 +8,10 @@ two prices, as on the real shops. `Ornament.truth` names it: the test truth of l
 
 As Hallmark's, item numbers are unique within a year: a slot whose drawn number an earlier slot
 of its year and kind, or a hand-written product of its year, already has takes the next free
-one. A title a hand-written product of the year already has is another design ("… II"), and a
-miniature of a series whose name lacks the word says "Miniature", as a shop would.
+one. A title a hand-written product or a series of the year already has (in any word order:
+"Rocking Horse Miniature" beside the "Miniature Rocking Horse" series) is another design
+("… II"), and a miniature of a series whose name lacks the word says "Miniature", as a shop
+would.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ def _market_price(year: int, generator: random.Random) -> Decimal:
 
 
 def _words(text: str) -> tuple[str, ...]:
-    return tuple(word.lower() for word in names.ascii_words(text))
+    """The words of a name in alphabetical order, lower case: equal names in any order."""
+    return tuple(sorted(word.lower() for word in names.ascii_words(text)))
 
 
 @lru_cache(maxsize=1)
@@ -158,7 +161,8 @@ def _slot_title(seed: int, year: int, kind: str, slot: int) -> tuple[str, str, n
     title, prefix = titles[(a * position + b) % len(titles)]
     if position >= len(titles):
         title = f"{title} Repaint {position // len(titles)}"
-    if _words(title) in _fixture_names().get(year, frozenset()):
+    taken = _fixture_names().get(year, frozenset()) | {_words(s.name) for s in running}
+    if _words(title) in taken:
         title = f"{title} II"
     return title, prefix, None
 
