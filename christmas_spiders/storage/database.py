@@ -25,6 +25,7 @@ from christmas_spiders.storage.schema import (
     api_keys,
     crawl_runs,
     metadata,
+    ornaments,
     product_changes,
     products,
     vendors,
@@ -178,7 +179,7 @@ def _register_vendors(connection: Connection) -> None:
 
 # What the API reads; alembic_version for its schema check. Nothing else (audit tables, the
 # scheduler's job store) is granted.
-API_READABLE_TABLES = (vendors, products, product_changes, crawl_runs, api_keys)
+API_READABLE_TABLES = (vendors, products, ornaments, product_changes, crawl_runs, api_keys)
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DUPLICATE_OBJECT, _UNIQUE_VIOLATION, _INSUFFICIENT_PRIVILEGE = "42710", "23505", "42501"
 
