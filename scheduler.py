@@ -6,8 +6,8 @@
     python scheduler.py pause JOB_ID    stop running a job until it is resumed
     python scheduler.py resume JOB_ID   run it on its schedule again
 
-Commands change the job store in PostgreSQL; the running scheduler picks the change up at once
-(README "Scheduler").
+Commands are queued in PostgreSQL for the running scheduler, which applies them at once (with
+none running, the command changes the job store itself); see docs/scheduler.md.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ logger = logging.getLogger("scheduler")
 
 
 def _list(settings: config.Config) -> int:
-    from christmas_spiders.scheduling import service
+    from christmas_spiders.scheduling import commands
 
-    holder, views = service.list_jobs(settings)
+    holder, views = commands.list_jobs(settings)
     state = f"running ({holder})" if holder else "not running"
     print(f"scheduler: {state}; {len(views)} job(s); times in {settings.schedule.timezone}")
     print("| job | trigger | next run |")
@@ -36,12 +36,12 @@ def _list(settings: config.Config) -> int:
 
 
 def _change(settings: config.Config, command: str, job_id: str) -> int:
-    from christmas_spiders.scheduling import service
+    from christmas_spiders.scheduling import commands
 
-    action = {"run": service.run_now, "pause": service.pause, "resume": service.resume}[command]
+    action = {"run": commands.run_now, "pause": commands.pause, "resume": commands.resume}
     try:
-        message = action(settings, job_id)
-    except service.UnknownJob as error:
+        message = action[command](settings, job_id)
+    except (commands.UnknownJob, commands.NotApplied) as error:
         logger.error("%s", error)
         return 1
     logger.info("%s", message)
@@ -49,9 +49,9 @@ def _change(settings: config.Config, command: str, job_id: str) -> int:
 
 
 def _run(settings: config.Config) -> int:
-    from christmas_spiders.scheduling.service import SchedulerService
+    from christmas_spiders.scheduling.service import JobScheduler
 
-    scheduler = SchedulerService(settings)
+    scheduler = JobScheduler(settings)
     scheduler.install_signal_handlers()
     return scheduler.run()
 
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = config.load_for_command()
-    from christmas_spiders.scheduling.store import DATABASE_ERRORS, one_line
+    from christmas_spiders.errors import one_line
+    from christmas_spiders.scheduling.store import DATABASE_ERRORS
 
     try:
         return _command(settings, args)

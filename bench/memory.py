@@ -125,7 +125,7 @@ def _engine(url: str) -> sa.Engine:
 
 def scheduler(session: Session) -> dict[str, Any]:
     """The scheduler generating its jobs from the replica's year indexes, then running one."""
-    from christmas_spiders.scheduling import service
+    from christmas_spiders.scheduling import commands
 
     process = session.replica()
     url = session.services.scratch_database()
@@ -158,7 +158,7 @@ def scheduler(session: Session) -> dict[str, Any]:
     jobs = count("SELECT count(*) FROM apscheduler_jobs")
     year = 2019
     settings = config.load({"DATABASE_URL": url, "CONFIG_PATH": str(config_path)})
-    service.run_now(settings, f"sync:{HOOH}:{year}")
+    commands.run_now(settings, f"sync:{HOOH}:{year}")
 
     def finished() -> bool:
         with engine.connect() as connection:

@@ -16,7 +16,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from christmas_spiders import config as config_module
-from christmas_spiders.scheduling import jobs, store
+from christmas_spiders.scheduling import commands, jobs
 from christmas_spiders.storage import heartbeats
 from christmas_spiders.storage.schema import crawl_runs
 from christmas_spiders.vendors import VENDORS
@@ -60,14 +59,9 @@ def _finished_runs(engine: Engine) -> list[dict[str, Any]]:
 
 
 def _fire(env: dict[str, str], job_id: str) -> None:
-    """The job's next run time comes: it is set to now in the job store, and the scheduler is
-    woken as by any store change (the trigger itself fires hours from now in this test)."""
-    settings = config_module.load(env)
-    with store.control_scheduler(settings) as control, store.store_lock(settings):
-        control.modify_job(job_id, next_run_time=datetime.now(UTC))
-    from christmas_spiders.storage import get_engine
-
-    store.notify(get_engine(settings), f"e2e {job_id}")
+    """The job runs now, as `python scheduler.py run JOB_ID` makes it (its trigger fires hours
+    from now in this test): the running scheduler answers once it has queued the run."""
+    commands.run_now(config_module.load(env), job_id)
 
 
 def _api(port: str, key: str, path: str) -> Any:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
 from christmas_spiders.middlewares import RetryWaits
-from christmas_spiders.scheduling import jobs, store
+from christmas_spiders.scheduling import jobs
 from christmas_spiders.storage import get_engine, upgrade
 from christmas_spiders.storage.schema import crawl_runs, process_heartbeats, products
 
@@ -38,7 +38,14 @@ from .conftest import PROJECT_ROOT, PrivatePostgres
 from .crawl import scrapy_crawl
 from .replica.client import Replica
 from .test_distributed import PrivateRedis, announce, expected_ids, stored
-from .test_scheduler import READY, SchedulerProcess, cli, quiet_schedule
+from .test_scheduler import (
+    READY,
+    SchedulerProcess,
+    cli,
+    crawling,
+    offline_store,
+    quiet_schedule,
+)
 
 HOOH, OS, HO = "hookedonhallmark_com", "ornament_shop_com", "hallmark_ornaments_com"
 FAST = {"AUTOTHROTTLE_ENABLED": "0", "RETRY_BACKOFF_BASE": "0.05", "RETRY_BACKOFF_MAX": "1"}
@@ -282,7 +289,7 @@ def test_scheduler_killed_while_a_crawl_runs_the_crawl_is_recorded_and_the_next_
         first.wait_for(READY)
         replica_reset.set_latency(200, OS)
         assert cli(env, "run", job_id).returncode == 0
-        _until(lambda: [r for r in _runs(engine) if r["status"] == "running"], "the crawl runs")
+        _until(lambda: crawling(engine), "the crawl runs")
         crawl = next(
             child
             for child in psutil.Process(first.pid).children(recursive=True)
@@ -298,7 +305,7 @@ def test_scheduler_killed_while_a_crawl_runs_the_crawl_is_recorded_and_the_next_
 
         # Its next run comes due while the scheduler is down; the restarted scheduler runs it.
         config = _config(env)
-        with store.control_scheduler(config) as control, store.store_lock(config):
+        with offline_store(config) as control:
             due = control.get_job(job_id).next_run_time
             control.modify_job(job_id, next_run_time=due - timedelta(days=1))
         second = SchedulerProcess(env, tmp_path / "scheduler-2.log").start()

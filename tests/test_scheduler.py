@@ -13,8 +13,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,19 @@ from typing import Any
 import psutil
 import pytest
 import sqlalchemy as sa
+from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.engine import Engine
 
 from christmas_spiders import config as config_module
 from christmas_spiders.config import Config
 from christmas_spiders.scheduling import jobs, store
-from christmas_spiders.scheduling.service import SchedulerService
-from christmas_spiders.storage.schema import crawl_runs, products
+from christmas_spiders.scheduling.service import JobScheduler
+from christmas_spiders.storage.schema import (
+    crawl_run_processes,
+    crawl_runs,
+    products,
+    scheduler_commands,
+)
 from christmas_spiders.vendors import VENDORS
 
 from .conftest import PROJECT_ROOT
@@ -162,6 +170,14 @@ def config_of(env: dict[str, str]) -> Config:
     return config_module.load(env)
 
 
+@contextmanager
+def offline_store(config: Config) -> Iterator[BaseScheduler]:
+    """The job store, written as the CLI does when no scheduler runs (as its one writer)."""
+    with store.job_store_writer(config) as writer, store.offline_apscheduler(config) as control:
+        assert writer, "a scheduler is running"
+        yield control
+
+
 def stored_jobs(engine: Engine) -> dict[str, float | None]:
     """The job store's rows: job id → next run time (a UTC timestamp, None when paused)."""
     with engine.connect() as connection:
@@ -173,6 +189,19 @@ def runs(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         rows = connection.execute(sa.select(crawl_runs).order_by(crawl_runs.c.id)).all()
     return [dict(row._mapping) for row in rows]
+
+
+def crawling(engine: Engine) -> list[int]:
+    """The runs a crawl has joined and not ended: the scheduler opens a run before its crawl
+    starts, and the crawl records itself in the run once it is up."""
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(crawl_runs.c.id)
+                .join(crawl_run_processes, crawl_run_processes.c.run_id == crawl_runs.c.id)
+                .where(crawl_runs.c.status == "running")
+            ).scalars()
+        )
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 60) -> Any:
@@ -254,6 +283,7 @@ def test_run_now_fires_a_one_off_date_trigger_once_and_leaves_the_schedule(
 
     answer = cli(env, "run", job_id)
     assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert f"{job_id} runs now ({jobs.RUN_PREFIX}{job_id})" in answer.stdout  # its answer
     process.wait_for(rf"{job_id}: crawl run \d+ finished")
     after = stored_jobs(engine)
     assert jobs.RUN_PREFIX + job_id not in after  # a date trigger fires once, then is gone
@@ -302,7 +332,7 @@ def test_missed_runs_after_downtime_are_coalesced_into_one(
     # jobs are paused, so nothing else can run.
     job_id = jobs.sync_id(OS, 2019)
     config = config_of(env)
-    with store.control_scheduler(config) as control, store.store_lock(config):
+    with offline_store(config) as control:
         for job in control.get_jobs():
             if job.id != job_id:
                 control.pause_job(job.id)
@@ -331,7 +361,7 @@ def test_a_failing_crawl_is_recorded_failed_and_the_scheduler_carries_on(
     process.wait_for(READY)
     replica_reset.set_latency(1500, OS)
     assert cli(env, "run", jobs.sync_id(OS, 2019)).returncode == 0
-    wait_until(lambda: [run for run in runs(engine) if run["status"] == "running"])
+    wait_until(lambda: crawling(engine))
     _crawl_child(process.pid).kill()  # e.g. out of memory: no chance to record its end
 
     process.wait_for(rf"{jobs.sync_id(OS, 2019)}: crawl run \d+ FAILED")
@@ -355,7 +385,7 @@ def test_sigterm_stops_the_running_crawl_and_records_it(
     process.wait_for(READY)
     replica_reset.set_latency(1500, OS)
     assert cli(env, "run", jobs.sync_id(OS, 2019)).returncode == 0
-    wait_until(lambda: [run for run in runs(engine) if run["status"] == "running"])
+    wait_until(lambda: crawling(engine))
 
     assert process.stop() == 0
     assert "scheduler stopped" in process.log
@@ -371,12 +401,9 @@ def test_sigterm_stops_the_running_crawl_and_records_it(
 def test_list_shows_every_job_its_trigger_and_next_run_time(environment, engine: Engine) -> None:
     env = environment({"crawl_settings": FAST})  # the default schedule, every shop
     config = config_of(env)
-    with store.control_scheduler(config) as control:
-        lock = store.StoreLock(store.dsn(config))
-        SchedulerService(config).set_up_jobs(control, lock)
-        with lock:
-            control.pause_job(jobs.stale_id(OS))
-        lock.close()
+    with offline_store(config) as control:
+        JobScheduler(config).set_up_jobs(control, threading.Lock())
+        control.pause_job(jobs.stale_id(OS))
 
     answer = cli(env, "list")
     assert answer.returncode == 0, answer.stderr
@@ -401,3 +428,33 @@ def test_list_shows_every_job_its_trigger_and_next_run_time(environment, engine:
         f"| {jobs.years_id(OS)} | cron 0 5 * * sun +00:20:00 |"
     )
     print(answer.stdout)  # the listing, for the record (pytest -s)
+
+
+def test_with_no_scheduler_running_the_cli_applies_its_command_itself(
+    environment, scheduler, engine: Engine
+) -> None:
+    env = environment(quiet_schedule())
+    config = config_of(env)
+    with offline_store(config) as control:
+        JobScheduler(config).set_up_jobs(control, threading.Lock())
+    job_id = jobs.stale_id(OS)
+
+    paused = cli(env, "pause", job_id)
+    assert paused.returncode == 0, paused.stdout + paused.stderr
+    assert f"{job_id} is paused" in paused.stdout
+    assert stored_jobs(engine)[job_id] is None
+    unknown = cli(env, "resume", "sync:nowhere:1999")
+    assert unknown.returncode == 1
+    assert "there is no job 'sync:nowhere:1999'" in unknown.stdout
+    with engine.connect() as connection:
+        answered = connection.execute(
+            sa.select(scheduler_commands.c.action, scheduler_commands.c.ok).order_by(
+                scheduler_commands.c.id
+            )
+        ).all()
+    assert [tuple(row) for row in answered] == [("pause", True), ("resume", False)]
+
+    process = scheduler(env)  # the pause holds in the scheduler started afterwards
+    process.wait_for(READY)
+    assert stored_jobs(engine)[job_id] is None
+    assert process.stop() == 0

@@ -26,7 +26,8 @@ from christmas_spiders.config import Config
 from christmas_spiders.distributed import yearlinks
 from christmas_spiders.scheduling import jobs, store, years
 from christmas_spiders.scheduling.runner import CrawlRunner
-from christmas_spiders.scheduling.service import SchedulerService
+from christmas_spiders.scheduling.runtime import Runtime
+from christmas_spiders.scheduling.service import JobScheduler
 from christmas_spiders.scheduling.triggers import Shifted
 from christmas_spiders.storage import get_engine
 from christmas_spiders.vendors import VENDORS
@@ -59,17 +60,17 @@ def configure(tmp_path: Path, replica: Replica, make_config) -> Callable[..., Co
 
 
 @contextmanager
-def job_store(config: Config) -> Iterator[tuple[BaseScheduler, store.StoreLock]]:
-    lock = store.StoreLock(store.dsn(config))
-    with store.control_scheduler(config) as scheduler:
-        yield scheduler, lock
-    lock.close()
+def job_store(config: Config) -> Iterator[tuple[BaseScheduler, threading.Lock]]:
+    """The job store as its one writer (no scheduler runs), and a lock for job-set changes."""
+    with store.job_store_writer(config) as writer, store.offline_apscheduler(config) as scheduler:
+        assert writer
+        yield scheduler, threading.Lock()
 
 
 def set_up(config: Config) -> dict[str, Any]:
     """What the scheduler does at start; the job store's {id: next run time} afterwards."""
     with job_store(config) as (scheduler, lock):
-        SchedulerService(config).set_up_jobs(scheduler, lock)
+        JobScheduler(config).set_up_jobs(scheduler, lock)
         return {job.id: job.next_run_time for job in scheduler.get_jobs()}
 
 
@@ -179,11 +180,7 @@ def test_the_weekly_job_adds_a_job_for_a_new_year_and_drops_an_unlisted_one(
         stopping = threading.Event()
         engine = get_engine(config)
         runner = CrawlRunner(config, engine, stopping)
-        jobs.install(jobs.Runtime(config, engine, scheduler, lock, runner, stopping))
-        try:
-            jobs.refresh_years(OS)
-        finally:
-            jobs.install(None)
+        Runtime(config, engine, scheduler, runner, stopping, lock).refresh_years(OS)
         after = {job.id: job.next_run_time for job in scheduler.get_jobs()}
     assert set(after) == set(before)
     unchanged = set(before) - {jobs.sync_id(OS, 2019)}

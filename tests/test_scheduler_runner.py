@@ -28,8 +28,9 @@ from sqlalchemy.engine import Engine
 from christmas_spiders import config as config_module
 from christmas_spiders.config import Config
 from christmas_spiders.distributed.keys import RunKeys
-from christmas_spiders.scheduling import jobs, store
+from christmas_spiders.scheduling import jobs
 from christmas_spiders.scheduling.runner import Crawl, CrawlRunner
+from christmas_spiders.scheduling.runtime import Runtime
 from christmas_spiders.storage import get_engine, runs
 from christmas_spiders.storage.schema import crawl_run_processes, crawl_runs, products
 from christmas_spiders.vendors import VENDORS
@@ -277,13 +278,8 @@ def test_the_stale_job_resyncs_each_stale_product_by_its_id(
                 .where(products.c.id == product_id)
                 .values(last_synced_at=sa.func.now() - timedelta(days=age))
             )
-    store_lock = store.StoreLock(store.dsn(config))
-    jobs.install(jobs.Runtime(config, engine, None, store_lock, runner, threading.Event()))
-    try:
-        jobs.resync_stale(OS)
-    finally:
-        jobs.install(None)
-        store_lock.close()
+    # The stale job's work, as the scheduler's job pool runs it (no APScheduler needed).
+    Runtime(config, engine, None, runner, threading.Event()).resync_stale(OS)
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(crawl_runs.c.arguments, crawl_runs.c.status, crawl_runs.c.stats)

@@ -8,37 +8,30 @@
 | ``run:<job id>`` | the job's own | a one-off run of that job now (``python scheduler.py run``) |
 
 Callables are module-level functions taking plain keyword arguments, so the job store can
-pickle the jobs; inside the scheduler process they reach its runner and scheduler through
-``install``. Jobs are only added when missing and changed when their definition changed
-(``reconcile``): a restart keeps every next run time, and a paused job stays paused.
+pickle the jobs; the work itself is the scheduler's runtime's (``runtime.Runtime``), handed to
+the threads that run the jobs. Jobs are only added when missing and changed when their
+definition changed (``reconcile``): a restart keeps every next run time, and a paused job stays
+paused.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from apscheduler.job import Job
+from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import obj_to_ref
-from sqlalchemy.engine import Engine
 
-from christmas_spiders.config import Config
-from christmas_spiders.config.schedule import Schedule, format_duration
-from christmas_spiders.scheduling import triggers, years
-from christmas_spiders.scheduling.runner import Crawl, CrawlRunner
-from christmas_spiders.scheduling.store import StoreLock
-from christmas_spiders.storage.schema import products
-
-logger = logging.getLogger(__name__)
+from christmas_spiders.config.schedule import Schedule
+from christmas_spiders.scheduling import triggers
 
 RUN_PREFIX = "run:"
 CRAWL_EXECUTOR = "default"  # threads that run crawls (schedule.max_crawls of them)
@@ -75,128 +68,48 @@ def sort_key(job_id: str) -> tuple[Any, ...]:
     return (kinds.get(parts[0], 4), parts[1] if len(parts) > 1 else "", year, job_id)
 
 
-# -- what the running scheduler gives its jobs ---------------------------------------------------
-
-
-@dataclass
-class Runtime:
-    config: Config
-    engine: Engine
-    scheduler: BaseScheduler
-    store_lock: StoreLock
-    runner: CrawlRunner
-    stopping: threading.Event
-    _idle: threading.Condition = field(default_factory=threading.Condition)
-    _running: int = 0
-
-    @contextmanager
-    def job(self) -> Iterator[Runtime]:
-        """Counts the job as running (see wait_idle)."""
-        with self._idle:
-            self._running += 1
-        try:
-            yield self
-        finally:
-            with self._idle:
-                self._running -= 1
-                self._idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Until no job runs. The scheduler's shutdown(wait=True) holds the job-store lock
-        while it waits for the job threads, so jobs that still touch the store (a year-list
-        refresh) must be done before it is called."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._running == 0, timeout)
-
-
-_runtime: Runtime | None = None
-
-
-def install(runtime: Runtime | None) -> None:
-    """Make the running scheduler's runtime available to the job callables (None: remove)."""
-    global _runtime
-    _runtime = runtime
-
-
-def _current() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("scheduler jobs run inside the scheduler process (python scheduler.py)")
-    return _runtime
-
-
 # -- the job callables ---------------------------------------------------------------------------
+#
+# APScheduler stores a job's callable by reference and its arguments pickled, so a callable is a
+# module-level function with plain arguments. The work is done by the scheduler's runtime
+# (``runtime.Runtime``), which the pools running the jobs hand to each of their threads
+# (``bind``, their initializer): a job finds its runtime on the thread it runs on.
+
+
+class JobWork(Protocol):
+    def sync_year(self, vendor: str, year: int) -> None: ...
+    def refresh_years(self, vendor: str) -> None: ...
+    def resync_stale(self, vendor: str) -> None: ...
+
+
+_thread = threading.local()
+
+
+def bind(work: JobWork) -> None:
+    """The jobs run on this thread do `work`'s (a job pool's thread initializer)."""
+    _thread.work = work
+
+
+def _work() -> JobWork:
+    work = getattr(_thread, "work", None)
+    if work is None:
+        raise RuntimeError("scheduler jobs run in the scheduler's job pools (python scheduler.py)")
+    return work
 
 
 def sync_year(vendor: str, year: int) -> None:
-    with _current().job() as runtime:
-        budget = runtime.config.schedule.sync.budget
-        assert budget is not None
-        runtime.runner.run(Crawl(sync_id(vendor, year), vendor, {"year": str(year)}, budget))
+    """``scrapy crawl <vendor> -a year=<year>``."""
+    _work().sync_year(vendor, year)
 
 
 def refresh_years(vendor: str) -> None:
-    with _current().job() as runtime:
-        _refresh_years(runtime, vendor)
-
-
-def _refresh_years(runtime: Runtime, vendor: str) -> None:
-    if runtime.stopping.is_set():
-        return
-    try:
-        listing = years.listed_years(runtime.config, vendor, prefer_cache=False)
-    except years.YearIndexError as error:
-        logger.error("%s: %s The jobs stay as they are.", years_id(vendor), error)
-        return
-    if runtime.stopping.is_set():
-        return
-    specs = vendor_specs(runtime.config.schedule, vendor, listing.years)
-    changes = reconcile(
-        runtime.scheduler,
-        runtime.store_lock,
-        specs,
-        removable=lambda job_id: job_id.startswith(f"sync:{vendor}:"),
-    )
-    logger.info("%s: %s lists %s; %s", years_id(vendor), vendor, span(listing.years), changes)
+    """Re-read the shop's year index; its sync jobs follow the years it lists."""
+    _work().refresh_years(vendor)
 
 
 def resync_stale(vendor: str) -> None:
-    with _current().job() as runtime:
-        _resync_stale(runtime, vendor)
-
-
-def _resync_stale(runtime: Runtime, vendor: str) -> None:
-    schedule = runtime.config.schedule
-    budget = schedule.stale.budget
-    assert budget is not None
-    stale = stale_products(runtime.engine, vendor, schedule.stale_after, schedule.stale_batch)
-    logger.info(
-        "%s: %d product(s) not synced for %s",
-        stale_id(vendor),
-        len(stale),
-        format_duration(schedule.stale_after),
-    )
-    for product_id in stale:
-        if runtime.stopping.is_set():
-            return
-        crawl = Crawl(stale_id(vendor), vendor, {"product_id": str(product_id)}, budget)
-        runtime.runner.run(crawl)
-
-
-def stale_products(engine: Engine, vendor: str, age: float, limit: int) -> list[int]:
-    """Listed products of `vendor` not synced for `age` seconds, the stalest first."""
-    with engine.connect() as connection:
-        return list(
-            connection.execute(
-                sa.select(products.c.id)
-                .where(
-                    products.c.vendor == vendor,
-                    products.c.delisted_at.is_(None),
-                    products.c.last_synced_at < sa.func.now() - timedelta(seconds=age),
-                )
-                .order_by(products.c.last_synced_at, products.c.id)
-                .limit(limit)
-            ).scalars()
-        )
+    """``scrapy crawl <vendor> -a product_id=<id>`` for each stale product."""
+    _work().resync_stale(vendor)
 
 
 # -- the job set ---------------------------------------------------------------------------------
@@ -304,16 +217,17 @@ class Changes:
 
 def reconcile(
     scheduler: BaseScheduler,
-    store_lock: StoreLock,
+    lock: AbstractContextManager[Any],
     specs: Iterable[JobSpec],
     *,
     removable: Callable[[str], bool],
 ) -> Changes:
     """Make the job store hold `specs`: add the missing, update the changed, keep the rest as
     they are (next run times included), and remove the jobs `removable` picks that are not
-    wanted. A new trigger gives a job a new next run time, unless the job is paused."""
+    wanted. A new trigger gives a job a new next run time, unless the job is paused. `lock`
+    keeps other changes of the job set (a command, another shop's reconcile) out meanwhile."""
     changes = Changes()
-    with store_lock:
+    with lock:
         existing = {job.id: job for job in scheduler.get_jobs()}
         for spec in specs:
             job = existing.pop(spec.id, None)
@@ -357,20 +271,21 @@ def queue_run(
     if job is None:
         raise KeyError(job_id)
     run_id = RUN_PREFIX + job_id
-    if scheduler.get_job(run_id) is not None:
-        return run_id, False
     moment = at or datetime.now(ZoneInfo("UTC"))
-    scheduler.add_job(
-        job.func,
-        trigger=triggers.once(moment),
-        id=run_id,
-        name=f"{job.name} (run once)",
-        kwargs=dict(job.kwargs),
-        executor=job.executor,
-        misfire_grace_time=None,  # however late the scheduler gets to it, it runs
-        coalesce=True,
-        max_instances=1,
-    )
+    try:
+        scheduler.add_job(
+            job.func,
+            trigger=triggers.once(moment),
+            id=run_id,
+            name=f"{job.name} (run once)",
+            kwargs=dict(job.kwargs),
+            executor=job.executor,
+            misfire_grace_time=None,  # however late the scheduler gets to it, it runs
+            coalesce=True,
+            max_instances=1,
+        )
+    except ConflictingIdError:
+        return run_id, False
     return run_id, True
 
 

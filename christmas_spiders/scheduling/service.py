@@ -1,18 +1,17 @@
-"""The scheduler process (``python scheduler.py``), and what the CLI does to it.
+"""The job scheduler process (``python scheduler.py``): ``JobScheduler``.
 
 Start: migrate the schema (as every writing process does), take the one-scheduler lock (a
 second scheduler refuses to start), open the job store, bring the jobs in line with the
 configuration and the shops' year lists (``jobs.reconcile``: only missing or changed jobs are
-written), then run. The main thread then waits on the lock connection: a NOTIFY from the CLI or
-the ``control_poll`` timeout re-reads the job store (``scheduler.wakeup()``), and the timeout
-also checks that the lock is still held. Every minute it also closes crawl runs abandoned by
-processes that died (``runs.PeriodicSweep``; ``upgrade`` sweeps at start). SIGTERM or SIGINT
-stops it: no new job starts, running crawls get SIGTERM and ``stop_grace`` to record their end,
-then are killed and recorded failed.
+written), apply the commands queued meanwhile, then run APScheduler's background scheduler.
+The main thread then waits on the lock connection: a NOTIFY from the CLI or the
+``control_poll`` timeout applies the queued commands (``commands.apply_pending``) and wakes
+APScheduler's loop; the timeout also checks that the lock is still held. Every minute it also
+closes crawl runs abandoned by processes that died (``runs.PeriodicSweep``; ``upgrade`` sweeps
+at start). SIGTERM or SIGINT stops it: no new job starts, running crawls get SIGTERM and
+``stop_grace`` to record their end, then are killed and recorded failed.
 
-The CLI (``list``, ``run``, ``pause``, ``resume``) works on the job store directly, under the
-store lock, and wakes the running scheduler with a NOTIFY (see ``store``); with no scheduler
-running, a change waits in the store for the next start.
+The CLI's side (``list``, ``run``, ``pause``, ``resume``) is ``commands``.
 """
 
 from __future__ import annotations
@@ -22,19 +21,22 @@ import logging
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg2
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 
 from christmas_spiders.config import Config
 from christmas_spiders.config.schedule import format_duration
-from christmas_spiders.scheduling import jobs, store, triggers, years
+from christmas_spiders.errors import one_line
+from christmas_spiders.scheduling import commands, jobs, store, years
 from christmas_spiders.scheduling.runner import CrawlRunner
+from christmas_spiders.scheduling.runtime import Runtime
 from christmas_spiders.storage import get_engine, heartbeats, runs, upgrade
 from christmas_spiders.vendors import VENDORS
 
@@ -53,7 +55,10 @@ def quiet_apscheduler() -> None:
         logging.getLogger(name).setLevel(level)
 
 
-class SchedulerService:
+class JobScheduler:
+    """The long-running job scheduler: APScheduler's background scheduler on the PostgreSQL job
+    store, run under the one-scheduler lock, with the CLI's commands applied as they come."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.schedule = config.schedule
@@ -117,40 +122,36 @@ class SchedulerService:
 
     def _run(self, instance: store.Instance) -> int:
         engine = get_engine(self.config)
-        store_lock = store.StoreLock(store.dsn(self.config))
-        scheduler = store.LockedScheduler(
-            store_lock,
-            jobstores={"default": store.job_store(self.config)},
-            executors={
-                jobs.CRAWL_EXECUTOR: ThreadPoolExecutor(self.schedule.max_crawls),
-                jobs.INDEX_EXECUTOR: ThreadPoolExecutor(len(VENDORS)),
-            },
+        poll = self.schedule.control_poll
+        apscheduler = BackgroundScheduler(
+            jobstores={"default": store.job_store(self.config, self.stopping, poll)},
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone=ZoneInfo(self.schedule.timezone),
-            jobstore_retry_interval=self.schedule.control_poll,
+            jobstore_retry_interval=poll,
         )
         runner = CrawlRunner(self.config, engine, self.stopping)
-        runtime = jobs.Runtime(self.config, engine, scheduler, store_lock, runner, self.stopping)
-        jobs.install(runtime)
-        scheduler.start(paused=True)
+        runtime = Runtime(self.config, engine, apscheduler, runner, self.stopping)
+        for alias, executor in runtime.executors().items():
+            apscheduler.add_executor(executor, alias)
+        apscheduler.start(paused=True)
         try:
-            self.set_up_jobs(scheduler, store_lock)
+            self.set_up_jobs(apscheduler, runtime.job_set_lock)
             if self.stopping.is_set():
                 return self.exit_status
-            scheduler.resume()
-            count = len(scheduler.get_jobs())
+            self._apply_commands(runtime)  # queued while no scheduler ran
+            apscheduler.resume()
             logger.info(
                 "scheduler ready: %d job(s), at most %d crawl(s) at once, times in %s",
-                count,
+                len(apscheduler.get_jobs()),
                 self.schedule.max_crawls,
                 self.schedule.timezone,
             )
-            self._loop(instance, scheduler)
+            self._loop(instance, runtime)
         finally:
-            self._shut_down(scheduler, runtime)
+            self._shut_down(runtime)
         return self.exit_status
 
-    def set_up_jobs(self, scheduler: BaseScheduler, store_lock: store.StoreLock) -> None:
+    def set_up_jobs(self, scheduler: BaseScheduler, lock: AbstractContextManager[Any]) -> None:
         """The jobs of every configured shop, from its listed years; shops no longer configured
         lose theirs. An unreadable year index keeps the shop's jobs as they are."""
         for vendor in VENDORS:
@@ -159,7 +160,7 @@ class SchedulerService:
             if vendor not in self.schedule.vendors:
                 changes = jobs.reconcile(
                     scheduler,
-                    store_lock,
+                    lock,
                     [],
                     removable=lambda job_id, v=vendor: jobs.owner(job_id) == v,
                 )
@@ -171,8 +172,8 @@ class SchedulerService:
             except years.YearIndexError as error:
                 kept = jobs.scheduled_years(scheduler, vendor)
                 specs = jobs.vendor_specs(self.schedule, vendor, kept)
-                changes = jobs.reconcile(scheduler, store_lock, specs, removable=lambda _: False)
-                with store_lock:
+                changes = jobs.reconcile(scheduler, lock, specs, removable=lambda _: False)
+                with lock:
                     jobs.queue_run(
                         scheduler,
                         jobs.years_id(vendor),
@@ -194,7 +195,7 @@ class SchedulerService:
                 if listing.authoritative
                 else (lambda _: False)
             )
-            changes = jobs.reconcile(scheduler, store_lock, specs, removable=removable)
+            changes = jobs.reconcile(scheduler, lock, specs, removable=removable)
             logger.info(
                 "%s: %s from the %s; %s",
                 vendor,
@@ -203,20 +204,19 @@ class SchedulerService:
                 changes,
             )
 
-    def _loop(self, instance: store.Instance, scheduler: BaseScheduler) -> None:
+    def _loop(self, instance: store.Instance, runtime: Runtime) -> None:
         while not self.stopping.is_set():
             try:
                 assert self._wake is not None
-                notified = instance.wait(self.schedule.control_poll, self._wake[0])
+                instance.wait(self.schedule.control_poll, self._wake[0])
             except psycopg2.Error as error:
-                if not self._regain(instance, scheduler, error):
+                if not self._regain(instance, runtime.apscheduler, error):
                     return
                 continue
             if self.stopping.is_set():
                 return
-            if notified:
-                logger.info("scheduler: the job store was changed; re-reading it")
-            scheduler.wakeup()
+            self._apply_commands(runtime)
+            runtime.apscheduler.wakeup()
             if self._heartbeat is not None:
                 self._heartbeat.beat()
             if self._sweep is not None:
@@ -231,7 +231,7 @@ class SchedulerService:
         logger.error(
             "scheduler: lost the connection holding the scheduler lock (%s); no job starts "
             "until it is back",
-            store.one_line(error),
+            one_line(error),
         )
         delay = 1.0
         while not self.stopping.wait(delay):
@@ -241,9 +241,7 @@ class SchedulerService:
                     scheduler.resume()
                     return True
             except psycopg2.Error as again:
-                logger.warning(
-                    "scheduler: the database is still unavailable (%s)", store.one_line(again)
-                )
+                logger.warning("scheduler: the database is still unavailable (%s)", one_line(again))
                 delay = min(30.0, delay * 2)
                 continue
             logger.error("scheduler: another scheduler took over this database: stopping")
@@ -252,8 +250,26 @@ class SchedulerService:
             return False
         return False
 
-    def _shut_down(self, scheduler: BaseScheduler, runtime: jobs.Runtime) -> None:
-        self.stopping.set()
+    def _apply_commands(self, runtime: Runtime) -> None:
+        """The CLI's queued commands, through APScheduler's API (see commands)."""
+        try:
+            commands.apply_pending(
+                self.config,
+                runtime.engine,
+                runtime.apscheduler,
+                running=True,
+                lock=runtime.job_set_lock,
+            )
+        except store.DATABASE_ERRORS as error:
+            logger.warning(
+                "scheduler: could not read the queued commands (%s); trying again in %s",
+                one_line(error),
+                format_duration(self.schedule.control_poll),
+            )
+
+    def _shut_down(self, runtime: Runtime) -> None:
+        self.stopping.set()  # the job store hands out no due job any more
+        scheduler = runtime.apscheduler
         if scheduler.state != STATE_STOPPED:
             scheduler.pause()  # no job starts any more
             active = runtime.runner.active
@@ -268,81 +284,6 @@ class SchedulerService:
             if not idle:
                 logger.warning("scheduler stopping: jobs still running; not waiting for them")
             scheduler.shutdown(wait=idle)
-        jobs.install(None)
-        runtime.store_lock.close()
         if self._heartbeat is not None:
             self._heartbeat.stop()
         logger.info("scheduler stopped")
-
-
-# -- the CLI ---------------------------------------------------------------------------------------
-
-
-class UnknownJob(LookupError):
-    """No job with that id; one sentence."""
-
-
-@dataclass(frozen=True)
-class JobView:
-    id: str
-    name: str
-    trigger: str
-    next_run: datetime | None  # None: paused
-
-
-def list_jobs(config: Config) -> tuple[str | None, list[JobView]]:
-    """(who runs the scheduler, or None; every job, in id order)."""
-    engine = get_engine(config)
-    holder = store.running_scheduler(engine)
-    zone = ZoneInfo(config.schedule.timezone)
-    with store.control_scheduler(config) as scheduler:
-        found = scheduler.get_jobs()
-    views = [
-        JobView(
-            job.id,
-            job.name,
-            triggers.describe(job.trigger),
-            None if job.next_run_time is None else job.next_run_time.astimezone(zone),
-        )
-        for job in found
-    ]
-    return holder, sorted(views, key=lambda view: jobs.sort_key(view.id))
-
-
-def _known_job(scheduler: BaseScheduler, job_id: str) -> None:
-    if scheduler.get_job(job_id) is None:
-        raise UnknownJob(f"there is no job {job_id!r} (python scheduler.py list shows them).")
-
-
-def run_now(config: Config, job_id: str) -> str:
-    """Queue a one-off run of the job now; a sentence saying what happened."""
-    if job_id.startswith(jobs.RUN_PREFIX):
-        raise UnknownJob(f"{job_id!r} is a one-off run already; give the id of the job itself.")
-    with store.control_scheduler(config) as scheduler, store.store_lock(config):
-        _known_job(scheduler, job_id)
-        run_id, added = jobs.queue_run(scheduler, job_id)
-    if not added:
-        return f"a run of {job_id} is queued already ({run_id})."
-    store.notify(get_engine(config), f"run {job_id}")
-    return f"{job_id} runs now ({run_id}); its schedule is unchanged."
-
-
-def pause(config: Config, job_id: str) -> str:
-    with store.control_scheduler(config) as scheduler, store.store_lock(config):
-        _known_job(scheduler, job_id)
-        scheduler.pause_job(job_id)
-    store.notify(get_engine(config), f"pause {job_id}")
-    return f"{job_id} is paused: it does not run until resumed (a running crawl finishes)."
-
-
-def resume(config: Config, job_id: str) -> str:
-    zone = ZoneInfo(config.schedule.timezone)
-    with store.control_scheduler(config) as scheduler, store.store_lock(config):
-        _known_job(scheduler, job_id)
-        job = scheduler.resume_job(job_id)
-    store.notify(get_engine(config), f"resume {job_id}")
-    if job is None or job.next_run_time is None:
-        return f"{job_id} has no run left and was removed."
-    return (
-        f"{job_id} is resumed; next run {job.next_run_time.astimezone(zone):%Y-%m-%d %H:%M:%S %Z}."
-    )
