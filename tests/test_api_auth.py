@@ -288,6 +288,7 @@ WRITES = [
     "DELETE FROM api_keys",
     "INSERT INTO api_keys (name, prefix, key_hash) VALUES ('x', 'x', 'x')",
     "TRUNCATE products",
+    "UPDATE ornaments SET name = 'x'",
     "SELECT * FROM audit_subscribers",
     "UPDATE alembic_version SET version_num = 'x'",
 ]

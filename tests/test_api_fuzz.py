@@ -65,11 +65,15 @@ OPERATIONS = [
     "/v1/products/{product_id}",
     "/v1/products/{product_id}/history",
     "/v1/skus/{sku}",
+    "/v1/ornaments",
+    "/v1/ornaments/{ornament_id}",
+    "/v1/series",
+    "/v1/series/{name}",
     "/v1/changes",
     "/v1/runs",
 ]
 # Nothing to make invalid: no negative cases.
-WITHOUT_PARAMETERS = {"/healthz", "/v1/vendors"}
+WITHOUT_PARAMETERS = {"/healthz", "/v1/vendors", "/v1/series"}
 CHECKS = [
     checks.not_a_server_error,
     openapi_checks.status_code_conformance,

@@ -20,9 +20,11 @@ from webapi import (
     docs,
     errors,
     health,
+    ornaments,
     products,
     runs,
     schemas,
+    series,
     skus,
     v1,
     vendors,
@@ -62,7 +64,7 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
     errors.init_app(app)
     app.register_blueprint(docs.blueprint)
     api.register_blueprint(health.blueprint)
-    for module in (vendors, products, skus, changes, runs):
+    for module in (vendors, products, ornaments, series, skus, changes, runs):
         api.register_blueprint(module.blueprint)
     app.register_blueprint(web.blueprint)  # the HTML pages, at /
     return app

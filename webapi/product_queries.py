@@ -38,6 +38,14 @@ def _tsquery(words: str) -> str:
     return " & ".join(f"'{word}':*" for word in found)
 
 
+def name_matches(words: str) -> sa.ColumnElement[bool]:
+    """Products whose name has each of `words` as a word prefix (the name search index)."""
+    tsquery = sa.func.to_tsquery(
+        sa.literal_column(f"'{NAME_SEARCH_CONFIG}'::regconfig"), _tsquery(words)
+    )
+    return name_search_vector.op("@@")(tsquery)
+
+
 def filtered(args: dict[str, Any]) -> sa.Select:
     """The products matching the filters of `args` (those of /v1/products)."""
     query = sa.select(products)
@@ -62,10 +70,7 @@ def filtered(args: dict[str, Any]) -> sa.Select:
     if "price_max" in args:
         query = query.where(_p.price <= args["price_max"])
     if "q" in args:
-        tsquery = sa.func.to_tsquery(
-            sa.literal_column(f"'{NAME_SEARCH_CONFIG}'::regconfig"), _tsquery(args["q"])
-        )
-        query = query.where(name_search_vector.op("@@")(tsquery))
+        query = query.where(name_matches(args["q"]))
     if "changed_since" in args:
         since = args["changed_since"]
         query = query.where(sa.or_(_p.updated_at >= since, _p.delisted_at >= since))

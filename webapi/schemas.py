@@ -11,6 +11,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from christmas_spiders.catalog.rules import CONDITIONS, FLAGS
 from christmas_spiders.domain import AVAILABILITY, CHANGE_KINDS
 from christmas_spiders.storage.schema import RUN_HEALTH, RUN_STATUSES
 from christmas_spiders.vendors import VENDORS
@@ -167,6 +168,15 @@ class Product(ma.Schema):
     last_synced_at = fields.DateTime()
     updated_at = fields.DateTime(metadata={"description": "Last change of any of its fields."})
     delisted_at = fields.DateTime(allow_none=True)
+    ornament_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "Its ornament (null: the rules could not link it)."},
+    )
+    condition = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(CONDITIONS),
+        metadata={"description": "Of this offer: boxed, no_box, no_tag or damaged_box."},
+    )
 
 
 class ProductDetail(Product):
@@ -221,7 +231,17 @@ class Offer(ProductDetail):
 
 class SkuView(ma.Schema):
     sku = fields.String()
-    offers = fields.List(fields.Nested(Offer))
+    item_number = fields.String(
+        allow_none=True, metadata={"description": "The SKU's Hallmark item number, if it has one."}
+    )
+    ornaments = fields.List(
+        fields.Nested(lambda: OrnamentSummary()),
+        metadata={"description": "The ornaments of the SKU, newest year first."},
+    )
+    offers = fields.List(
+        fields.Nested(Offer),
+        metadata={"description": "Their offers: by ornament, then in stock cheapest first."},
+    )
 
 
 class ChangeProduct(ma.Schema):
@@ -290,3 +310,117 @@ class RunPage(ma.Schema):
     items = fields.List(fields.Nested(Run))
     limit = fields.Integer()
     next_cursor = fields.String(allow_none=True)
+
+
+# --- ornaments and series (issue #15) ------------------------------------------------------------
+
+
+class OfferSummary(ma.Schema):
+    """One shop's offer of an ornament, in short."""
+
+    product_id = fields.Integer(attribute="id")
+    vendor = fields.String()
+    vendor_name = fields.String()
+    name = fields.String(metadata={"description": "The shop's name of it."})
+    sku = fields.String(allow_none=True)
+    condition = fields.String(allow_none=True, validate=validate.OneOf(CONDITIONS))
+    price = Money(allow_none=True)
+    currency = fields.String()
+    availability = fields.String(validate=validate.OneOf(AVAILABILITY))
+    link = fields.String()
+
+
+class OrnamentSummary(ma.Schema):
+    id = fields.Integer()
+    year = fields.Integer(metadata={"description": "The Keepsake year of the design."})
+    item_number = fields.String(
+        allow_none=True, metadata={"description": "Hallmark's, e.g. QX5216."}
+    )
+    name = fields.String(metadata={"description": "A shop's name of it (its commonest boxed one)."})
+    series = fields.String(allow_none=True)
+    series_number = fields.Integer(allow_none=True)
+    flags = fields.List(
+        fields.String(validate=validate.OneOf(FLAGS)),
+        metadata={"description": "Kinds that make another ornament: miniature, magic, signed…"},
+    )
+    listed_offers = fields.Integer(metadata={"description": "Offers listed at any shop."})
+    vendors = fields.List(fields.String(), metadata={"description": "Shops listing it."})
+    cheapest = fields.Nested(
+        OfferSummary,
+        allow_none=True,
+        metadata={
+            "description": "The cheapest offer in stock (available or pre-order), any condition."
+        },
+    )
+    cheapest_boxed = fields.Nested(
+        OfferSummary,
+        allow_none=True,
+        metadata={"description": "The cheapest boxed offer in stock."},
+    )
+    updated_at = fields.DateTime()
+
+
+class OrnamentPage(ma.Schema):
+    items = fields.List(fields.Nested(OrnamentSummary))
+    limit = fields.Integer()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as `cursor` for the next page."}
+    )
+
+
+class OrnamentDetail(OrnamentSummary):
+    series_numbers = fields.List(
+        fields.Integer(), metadata={"description": "Every number its listings state."}
+    )
+    created_at = fields.DateTime()
+    offers = fields.List(
+        fields.Nested(Offer),
+        metadata={"description": "Every offer at every shop, delisted ones last, with history."},
+    )
+
+
+class SeriesSummary(ma.Schema):
+    name = fields.String()
+    ornaments = fields.Integer()
+    first_year = fields.Integer()
+    last_year = fields.Integer()
+    last_number = fields.Integer(
+        allow_none=True, metadata={"description": "The highest number known (null: none)."}
+    )
+    numbers_known = fields.Integer(metadata={"description": "Numbers 1–last an ornament has."})
+    numbers_in_stock = fields.Integer(metadata={"description": "Numbers with an offer in stock."})
+
+
+class SeriesNumber(ma.Schema):
+    number = fields.Integer()
+    ornaments = fields.List(
+        fields.Nested(OrnamentSummary), metadata={"description": "Empty: no shop lists it."}
+    )
+    cheapest = fields.Nested(OfferSummary, allow_none=True)
+    cheapest_boxed = fields.Nested(OfferSummary, allow_none=True)
+
+
+class SeriesDetail(ma.Schema):
+    name = fields.String()
+    first_number = fields.Integer()
+    last_number = fields.Integer(allow_none=True)
+    numbers = fields.List(
+        fields.Nested(SeriesNumber), metadata={"description": "Every number first to last."}
+    )
+    missing = fields.List(
+        fields.Integer(), metadata={"description": "Numbers no shop lists (no ornament known)."}
+    )
+    not_in_stock = fields.List(
+        fields.Integer(), metadata={"description": "Numbers listed, but in stock nowhere."}
+    )
+    in_stock = fields.Integer(metadata={"description": "Numbers you can buy today."})
+    in_stock_boxed = fields.Integer(metadata={"description": "Numbers you can buy boxed today."})
+    cheapest_total = Money(
+        metadata={"description": "The cheapest in-stock offer of every number that has one."}
+    )
+    cheapest_boxed_total = Money(
+        metadata={"description": "The cheapest boxed in-stock offer of every number with one."}
+    )
+    unnumbered = fields.List(
+        fields.Nested(OrnamentSummary), metadata={"description": "Its ornaments without a number."}
+    )
