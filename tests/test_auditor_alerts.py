@@ -18,7 +18,9 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import AlertRule, Config
 from christmas_spiders.storage.history import Change
-from webapi.auditor.alerts import alerts_for
+from christmas_spiders.storage.products import upsert_products
+from christmas_spiders.storage.schema import products
+from webapi.auditor.alerts import NO_CATALOG, Catalog, alerts_for
 from webapi.auditor.receiver import WebhookReceiver
 from webapi.auditor.worker import Worker
 
@@ -32,6 +34,7 @@ from .test_auditor import (
     wait_until,
     webhook,
 )
+from .test_storage import item
 
 # --- the rules, on history rows -----------------------------------------------------------------
 
@@ -255,3 +258,146 @@ def test_alerts_reach_apprise_and_webhooks(
     ]
     assert all(request.signature_valid for request in hooks.requests)
     assert json.loads(hooks.delivered()[0].body)["subscriber"] == "hook"
+
+
+# --- rules that watch an ornament (issue #15) --------------------------------------------------
+
+
+HORSE = 41  # an ornament id
+
+
+@pytest.mark.parametrize(
+    ("rule", "values", "catalog", "alerted"),
+    [
+        # An ornament: any of its offers, whatever its SKU (or none); no other ornament's.
+        (AlertRule("price_drop", ornament=HORSE), {}, Catalog({3: HORSE}), True),
+        (AlertRule("price_drop", ornament=HORSE), {"sku": None}, Catalog({3: HORSE}), True),
+        (AlertRule("price_drop", ornament=HORSE), {}, Catalog({3: HORSE + 1}), False),
+        (AlertRule("price_drop", ornament=HORSE), {}, NO_CATALOG, False),  # not linked
+        # A SKU in any form: its item number at any shop, in any form of the change's SKU…
+        (AlertRule("price_drop", sku="QX1571"), {}, NO_CATALOG, True),
+        (AlertRule("price_drop", sku="2999QX1571"), {"sku": "qx1571"}, NO_CATALOG, True),
+        (AlertRule("price_drop", sku="QX1572"), {}, NO_CATALOG, False),
+        (AlertRule("price_drop", sku="OS-11402"), {"sku": "os-11402"}, NO_CATALOG, True),
+        # …and every offer of its ornaments, a listing without a SKU too.
+        (
+            AlertRule("price_drop", sku="QX1571"),
+            {"sku": None},
+            Catalog({3: HORSE}, {"QX1571": frozenset({HORSE})}),
+            True,
+        ),
+        (AlertRule("price_drop", sku="QX1571"), {"sku": None}, Catalog({3: HORSE}), False),
+        (
+            AlertRule("below_target", ornament=HORSE, target=Decimal("18")),
+            {},
+            Catalog({3: HORSE}),
+            True,
+        ),
+        (
+            AlertRule("below_target", ornament=HORSE, target=Decimal("16")),
+            {},
+            Catalog({3: HORSE}),
+            False,  # 17.00 is not below 16
+        ),
+    ],
+)
+def test_rules_that_watch_an_ornament_or_a_sku(
+    rule: AlertRule, values: dict[str, Any], catalog: Catalog, alerted: bool
+) -> None:
+    assert bool(alerts_for(change(**values), [rule], catalog)) is alerted
+
+
+def _ornament_of(engine: Engine, product_id: int) -> int:
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.select(products.c.ornament_id).where(products.c.id == product_id)
+        ).scalar()
+    assert found is not None
+    return found
+
+
+def test_an_alert_on_an_ornament_fires_for_every_shops_offer(
+    engine: Engine, make_config: Callable[..., Config]
+) -> None:
+    """One ornament at two shops in their own SKU forms (no box at one, a price-coded SKU at the
+    other), and another ornament beside it: an alert on the ornament (by id, and by a SKU form
+    neither shop uses) fires for both shops' offers, and for nothing else."""
+    horse = {"release_year": 2019, "series": "Nostalgic Rocking Horse", "series_number": 5}
+    shops = [
+        item(
+            vendor="ornament_shop_com",
+            vendor_product_id="os-horse-nb",
+            sku="QX1001NB",
+            name="2019 Nostalgic Rocking Horse (No Box)",
+            link="http://127.0.0.1:9/os/horse-nb",
+            price=Decimal("20.00"),
+            **horse,
+        ),
+        item(
+            vendor="hallmark_ornaments_com",
+            vendor_product_id="ho-horse",
+            sku="1999QX1001",
+            name="2019 Nostalgic Rocking Horse 5th in Nostalgic Rocking Horse Series",
+            link="http://127.0.0.1:9/ho/horse",
+            price=Decimal("25.00"),
+            **horse,
+        ),
+        item(
+            vendor="hookedonhallmark_com",
+            vendor_product_id="hoh-angel",
+            sku="QX2000",
+            name="2019 Snow Angel",
+            link="http://127.0.0.1:9/hoh/angel",
+            price=Decimal("20.00"),
+            release_year=2019,
+        ),
+    ]
+    with engine.begin() as connection:
+        upsert_products(connection, shops)
+        ids = dict(connection.execute(sa.select(products.c.vendor_product_id, products.c.id)).all())
+    ornament = _ornament_of(engine, ids["os-horse-nb"])
+    assert _ornament_of(engine, ids["ho-horse"]) == ornament  # the premise: one ornament
+    assert _ornament_of(engine, ids["hoh-angel"]) != ornament
+    with WebhookReceiver(SECRET) as by_id, WebhookReceiver(SECRET) as by_sku:
+        settings = auditor_config(
+            make_config,
+            {
+                "name": "by-id",
+                "webhook": webhook(by_id),
+                "alerts": [
+                    {"rule": "below_target", "ornament": ornament, "target": "15.00"},
+                    {"rule": "price_drop", "ornament": ornament},
+                ],
+            },
+            {
+                "name": "by-sku",
+                "webhook": webhook(by_sku),
+                "alerts": [{"rule": "below_target", "sku": "qx1001", "target": "15.00"}],
+            },
+        )
+        with running(Worker(settings)):
+            _set(engine, ids["os-horse-nb"], price=Decimal("14.00"))
+            _set(engine, ids["hoh-angel"], price=Decimal("10.00"))  # another ornament
+            _set(engine, ids["ho-horse"], price=Decimal("14.50"))
+            last = change_ids(engine)[-1]
+            for name in ("by-id", "by-sku"):
+                assert wait_until(
+                    lambda name=name: subscriber_row(engine, name)["last_change_id"] == last
+                )
+    alerted = [
+        (event["product"]["vendor"], event["new_value"], [a["rule"] for a in event["alerts"]])
+        for event in (e for request in by_id.delivered() for e in request.payload["events"])
+    ]
+    assert alerted == [
+        ("ornament_shop_com", "14.00", ["below_target", "price_drop"]),
+        ("hallmark_ornaments_com", "14.50", ["below_target", "price_drop"]),
+    ]
+    by_sku_events = [e for request in by_sku.delivered() for e in request.payload["events"]]
+    assert [(e["product"]["sku"], e["alerts"][0]["title"]) for e in by_sku_events] == [
+        ("QX1001NB", "Below target: 2019 Nostalgic Rocking Horse (No Box) now $14.00"),
+        (
+            "1999QX1001",
+            "Below target: 2019 Nostalgic Rocking Horse 5th in Nostalgic Rocking Horse Series "
+            "now $14.50",
+        ),
+    ]

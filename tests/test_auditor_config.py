@@ -32,6 +32,8 @@ EXAMPLE = [
             {"rule": "price_drop", "min_percent": 10},
             {"rule": "back_in_stock"},
             {"rule": "below_target", "sku": "qx1571nb ", "target": "20.00"},
+            {"rule": "below_target", "ornament": 42, "target": "15"},
+            {"rule": "price_drop", "sku": "2999QXM2797"},
         ],
     },
     {
@@ -60,6 +62,8 @@ def test_subscribers_from_the_file(tmp_path: Path) -> None:
         AlertRule("price_drop", min_percent=Decimal(10)),
         AlertRule("back_in_stock"),
         AlertRule("below_target", sku="QX1571NB", target=Decimal("20.00")),
+        AlertRule("below_target", target=Decimal(15), ornament=42),
+        AlertRule("price_drop", sku="2999QXM2797"),
     )
     assert (feed.kinds, feed.fields, feed.batch_size, feed.start) == (
         ("changed",),
@@ -156,12 +160,28 @@ def _with(index: int, **changes: Any) -> list[dict[str, Any]]:
             r"subscribers\[0\]\.alerts\[0\]\.min_percent must be more than 0 and less than 100",
         ),
         (
-            _with(0, alerts=[{"rule": "price_drop", "sku": "QX1"}]),
+            _with(0, alerts=[{"rule": "crawl_health", "sku": "QX1"}]),
             r"subscribers\[0\]\.alerts\[0\] has unknown key 'sku'",
         ),
         (
             _with(0, alerts=[{"rule": "below_target", "sku": "QX1"}]),
             r"subscribers\[0\]\.alerts\[0\] needs 'target' for the below_target rule",
+        ),
+        (
+            _with(0, alerts=[{"rule": "below_target", "target": "20"}]),
+            r"subscribers\[0\]\.alerts\[0\] needs 'sku' or 'ornament' for the below_target",
+        ),
+        (
+            _with(0, alerts=[{"rule": "price_drop", "sku": "QX1", "ornament": 5}]),
+            r"subscribers\[0\]\.alerts\[0\] takes 'sku' or 'ornament', not both",
+        ),
+        (
+            _with(0, alerts=[{"rule": "back_in_stock", "ornament": "the horse"}]),
+            r"subscribers\[0\]\.alerts\[0\]\.ornament must be",
+        ),
+        (
+            _with(0, alerts=[{"rule": "delisted", "ornament": 0}]),
+            r"subscribers\[0\]\.alerts\[0\]\.ornament must be",
         ),
         (
             _with(0, alerts=[{"rule": "below_target", "sku": "QX1", "target": "cheap"}]),

@@ -29,7 +29,17 @@ ALERT_RULES = (
     HEALTH_KIND,  # a crawl run of a vendor is suspect, or healthy again (docs/health.md)
 )
 SUBSCRIBER_DESTINATIONS = ("log", "webhook", "apprise")
-_RULE_OPTIONS = {"price_drop": ("min_percent",), "below_target": ("sku", "target")}
+# What a product rule watches: one ornament (`ornament`: its id) or the ornaments of a SKU in any
+# form (`sku`: "2999QXM2797", "qxm2797", "QXM2797NB"), at every shop; without either, every
+# product. below_target needs one of them.
+_WATCH = ("sku", "ornament")
+_RULE_OPTIONS = {
+    "price_drop": ("min_percent", *_WATCH),
+    "below_target": (*_WATCH, "target"),
+    "back_in_stock": _WATCH,
+    "new_listing": _WATCH,
+    "delisted": _WATCH,
+}
 
 
 @dataclass(frozen=True)
@@ -38,8 +48,9 @@ class AlertRule:
 
     rule: str
     min_percent: Decimal | None = None  # price_drop: only drops of at least this many percent
-    sku: str | None = None  # below_target: the SKU watched
+    sku: str | None = None  # the ornaments of this SKU (any form) are watched, at every shop
     target: Decimal | None = None  # below_target: alert when the price falls to this or below
+    ornament: int | None = None  # this ornament (its id) is watched, at every shop
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,7 @@ class _AlertRule(f.Strict):
     rule = f.String()  # one of ALERT_RULES, checked first: the other keys depend on it
     min_percent = f.Decimal(allow_none=True, validate=_exclusive(0, 100))
     sku = f.text(upper=True)
+    ornament = f.integer(1, 2**63 - 1)
     target = f.Decimal(validate=_exclusive(0, 10**10))
 
     def allowed(self, data: dict[str, Any]) -> list[str]:
@@ -92,10 +104,13 @@ class _AlertRule(f.Strict):
         return ["rule", *_RULE_OPTIONS.get(data["rule"], ())]
 
     def check(self, data: dict[str, Any]) -> None:
+        if "sku" in data and "ornament" in data:
+            raise ValidationError("takes 'sku' or 'ornament', not both.")
         if data["rule"] == "below_target":
-            for required in ("sku", "target"):
-                if required not in data:
-                    raise ValidationError(f"needs {required!r} for the below_target rule.")
+            if "sku" not in data and "ornament" not in data:
+                raise ValidationError("needs 'sku' or 'ornament' for the below_target rule.")
+            if "target" not in data:
+                raise ValidationError("needs 'target' for the below_target rule.")
 
     @ma.post_load
     def build(self, data: dict[str, Any], **kwargs: Any) -> AlertRule:

@@ -3,15 +3,22 @@
 Pure functions on `history.Change` rows. Price sanity: a price change that the history trigger
 flagged `suspicious` (it moved by `suspicious_price_ratio` or more) never raises a price alert,
 and neither does a change to or from "no price" (the pipeline stores $0.00 as no price).
+
+A product rule with `ornament` (an id) or `sku` (any SKU form) watches that ornament, or the
+ornaments of that SKU, at every shop (issue #15): it fires for a change of any of their offers,
+boxed or not. What the catalog says about the changes (`Catalog`: each product's ornament, each
+watched SKU's ornaments) is read by `webapi.auditor.watch`; a listing the catalog has not linked
+is still watched by its own SKU (the same Hallmark item number, or exactly the same SKU).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
+from christmas_spiders.catalog.rules import item_number
 from christmas_spiders.config import AlertRule
 from christmas_spiders.domain import (
     HEALTH_KIND,
@@ -33,6 +40,42 @@ class Alert:
     text: str  # product, vendor, old and new value, link — one fact per line
     old_value: str | None
     new_value: str | None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the catalog says about a page of changes, for the rules that watch an ornament."""
+
+    ornament_of: Mapping[int, int] = field(default_factory=dict)  # product id → ornament id
+    sku_ornaments: Mapping[str, frozenset[int]] = field(default_factory=dict)  # watched SKU → ids
+
+
+NO_CATALOG = Catalog()
+
+
+def watching(rule: AlertRule) -> bool:
+    return rule.sku is not None or rule.ornament is not None
+
+
+def _same_sku(watched: str, sku: str | None) -> bool:
+    """One Hallmark item number in both (any form), or exactly the same SKU."""
+    if not sku:
+        return False
+    number = item_number(watched)
+    return number == item_number(sku) if number else watched == sku.strip().upper()
+
+
+def watches(rule: AlertRule, change: Change, catalog: Catalog) -> bool:
+    """Whether the rule is about this change's product (every product, unless it watches)."""
+    if not watching(rule):
+        return True
+    ornament = catalog.ornament_of.get(change.product_id) if change.product_id else None
+    if rule.ornament is not None:
+        return ornament == rule.ornament
+    assert rule.sku is not None
+    if ornament is not None and ornament in catalog.sku_ornaments.get(rule.sku, ()):
+        return True
+    return _same_sku(rule.sku, change.sku)
 
 
 def money(value: Decimal | None, currency: str) -> str:
@@ -86,7 +129,6 @@ def _price_alerts(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
         elif (
             rule.rule == "below_target"
             and rule.target is not None
-            and (change.sku or "").upper() == rule.sku
             and new <= rule.target
             and (change.kind == "listed" or (old is not None and old > rule.target))
         ):
@@ -126,8 +168,11 @@ def _stock_alert(change: Change) -> Alert | None:
     )
 
 
-def alerts_for(change: Change, rules: Sequence[AlertRule]) -> list[Alert]:
+def alerts_for(
+    change: Change, rules: Sequence[AlertRule], catalog: Catalog = NO_CATALOG
+) -> list[Alert]:
     """The alerts this change raises under the given rules (usually none)."""
+    rules = [rule for rule in rules if watches(rule, change, catalog)]
     wanted = {rule.rule for rule in rules}
     if change.kind == HEALTH_KIND:  # a crawl run's verdict (docs/health.md)
         if HEALTH_KIND not in wanted:

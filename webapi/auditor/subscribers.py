@@ -22,8 +22,8 @@ from sqlalchemy.engine import Connection, Engine
 from christmas_spiders.config import Config, Subscriber
 from christmas_spiders.errors import one_line
 from christmas_spiders.storage.history import Change, change_feed
-from webapi.auditor import state
-from webapi.auditor.alerts import alerts_for
+from webapi.auditor import state, watch
+from webapi.auditor.alerts import NO_CATALOG, Catalog, alerts_for
 from webapi.auditor.events import Event
 from webapi.auditor.horizon import Horizon
 from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff
@@ -119,7 +119,12 @@ class SubscriberThread(threading.Thread):
                 fields=subscriber.fields,
             )
         )
-        events = self._events(page.changes)
+        catalog = NO_CATALOG
+        if watch.needed(subscriber.alerts):  # a rule watches an ornament or a SKU
+            catalog = self._db(
+                lambda connection: watch.read_catalog(connection, subscriber.alerts, page.changes)
+            )
+        events = self._events(page.changes, catalog)
         for start in range(0, len(events), self.sink.max_events):
             if not self._deliver(events[start : start + self.sink.max_events]):
                 return  # paused
@@ -131,13 +136,13 @@ class SubscriberThread(threading.Thread):
             )
             self.cursor = page.next_after_id
 
-    def _events(self, changes: Sequence[Change]) -> list[Event]:
+    def _events(self, changes: Sequence[Change], catalog: Catalog) -> list[Event]:
         rules = self.subscriber.alerts
         if not rules:
             return [Event(change) for change in changes]
         events = []
         for change in changes:
-            alerts = alerts_for(change, rules)
+            alerts = alerts_for(change, rules, catalog)
             if alerts:
                 events.append(Event(change, alerts))
             elif change.suspicious:
