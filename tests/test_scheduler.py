@@ -55,6 +55,7 @@ def quiet_schedule(**changes: Any) -> dict[str, Any]:
     return {
         "timezone": "UTC",
         "vendors": [OS],
+        "quick": {"cron": daily},
         "sync": {"cron": daily, "spread": "1h"},
         "years": {"cron": f"{at.minute} {at.hour} * * {weekday}"},
         "stale": {"cron": daily},
@@ -422,8 +423,9 @@ def test_list_shows_every_job_its_trigger_and_next_run_time(environment, engine:
             else f"{datetime.fromtimestamp(next_run, UTC):%Y-%m-%d %H:%M:%S}"
         )
         assert rows[job_id].endswith(f" | {shown} |")
-    sync = jobs.sync_id(OS, 2019)
-    assert re.match(rf"\| {sync} \| cron 0 0 \* \* \* \+\d\d:\d\d:\d\d \| ", rows[sync])
+    sync = jobs.sync_id(OS, 2019)  # weekly, the years spread over the week
+    assert re.match(rf"\| {sync} \| cron 0 0 \* \* sun \+(\dd )?\d\d:\d\d:\d\d \| ", rows[sync])
+    assert rows[jobs.quick_id(OS)].startswith(f"| {jobs.quick_id(OS)} | every 1h +00:20:00 |")
     assert rows[jobs.years_id(OS)].startswith(
         f"| {jobs.years_id(OS)} | cron 0 5 * * sun +00:20:00 |"
     )

@@ -96,6 +96,7 @@ def test_jobs_are_created_for_exactly_vendors_times_listed_years_with_the_config
     }
     expected |= {jobs.years_id(vendor) for vendor in VENDORS}
     expected |= {jobs.stale_id(vendor) for vendor in VENDORS}
+    expected |= {jobs.quick_id(vendor) for vendor in VENDORS}
     assert set(found) == expected
 
     new_york = ZoneInfo("America/New_York")
@@ -125,6 +126,15 @@ def test_jobs_are_created_for_exactly_vendors_times_listed_years_with_the_config
         assert stale.func is jobs.resync_stale and stale.kwargs == {"vendor": vendor}
         assert isinstance(stale.trigger, IntervalTrigger)
         assert stale.trigger.interval == timedelta(hours=6)
+
+        # Not configured here: the default, hourly, the shops 20 minutes apart.
+        quick = found[jobs.quick_id(vendor)]
+        assert quick.func is jobs.quick_sync and quick.kwargs == {"vendor": vendor}
+        interval = quick.trigger.trigger if index else quick.trigger
+        assert isinstance(interval, IntervalTrigger)
+        assert interval.interval == timedelta(hours=1)
+        if index:
+            assert quick.trigger.offset == timedelta(minutes=20 * index)
 
 
 def test_a_second_start_keeps_every_job_and_its_next_run_time(configure) -> None:

@@ -13,7 +13,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from christmas_spiders import config
-from christmas_spiders.config.schedule import DAY, HOUR, JobKind, Schedule, parse_duration
+from christmas_spiders.config.schedule import (
+    DAY,
+    HOUR,
+    MINUTE,
+    WEEK,
+    JobKind,
+    Schedule,
+    parse_duration,
+)
 from christmas_spiders.scheduling import triggers
 from christmas_spiders.vendors import VENDORS
 
@@ -22,12 +30,15 @@ def load(schedule: object) -> Schedule:
     return config.load({"ENV": "", "CHRISTMAS_SCHEDULE": json.dumps(schedule)}).schedule
 
 
-def test_the_defaults_are_a_daily_sync_a_weekly_year_list_and_a_stale_sweep() -> None:
+def test_the_defaults_are_an_hourly_quick_sync_a_weekly_sync_year_list_and_a_stale_sweep() -> None:
     schedule = config.load({"ENV": ""}).schedule
     assert schedule == Schedule()
     assert schedule.vendors == tuple(VENDORS)
+    assert schedule.quick == JobKind(
+        interval=HOUR, spread=HOUR, budget=45 * MINUTE, misfire_grace=30 * MINUTE
+    )
     assert schedule.sync == JobKind(
-        cron="0 0 * * *", spread=DAY, budget=3 * HOUR, misfire_grace=6 * HOUR
+        cron="0 0 * * sun", spread=WEEK, budget=3 * HOUR, misfire_grace=6 * HOUR
     )
     assert schedule.years.cron == "0 5 * * sun"
     assert schedule.stale.cron == "0 */6 * * *"
@@ -45,7 +56,7 @@ def test_keys_left_out_keep_their_defaults_within_a_kind_too() -> None:
     )
     assert schedule.timezone == "America/New_York"
     assert schedule.sync == JobKind(
-        cron="30 1 * * *", spread=DAY, budget=90 * 60, misfire_grace=6 * HOUR
+        cron="30 1 * * *", spread=WEEK, budget=90 * 60, misfire_grace=6 * HOUR
     )
     assert schedule.stale.interval == 6 * HOUR and schedule.stale.cron is None
     assert schedule.stale.budget == Schedule().stale.budget

@@ -2,6 +2,7 @@
 
 | job id | callable | what it does |
 | --- | --- | --- |
+| ``quick:<vendor>`` | ``quick_sync`` | ``scrapy crawl <vendor> -a mode=quick`` (listings first) |
 | ``sync:<vendor>:<year>`` | ``sync_year`` | ``scrapy crawl <vendor> -a year=<year>`` |
 | ``years:<vendor>`` | ``refresh_years`` | re-reads the year index; jobs follow the years |
 | ``stale:<vendor>`` | ``resync_stale`` | ``scrapy crawl <vendor> -a product_id=<id>``, each |
@@ -42,6 +43,10 @@ def sync_id(vendor: str, year: int) -> str:
     return f"sync:{vendor}:{year}"
 
 
+def quick_id(vendor: str) -> str:
+    return f"quick:{vendor}"
+
+
 def years_id(vendor: str) -> str:
     return f"years:{vendor}"
 
@@ -54,7 +59,7 @@ def owner(job_id: str) -> str | None:
     """The vendor of a generated job (None for one-off runs and anything else)."""
     parts = job_id.split(":")
     if (parts[0] == "sync" and len(parts) == 3) or (
-        parts[0] in ("years", "stale") and len(parts) == 2
+        parts[0] in ("years", "stale", "quick") and len(parts) == 2
     ):
         return parts[1]
     return None
@@ -63,9 +68,9 @@ def owner(job_id: str) -> str | None:
 def sort_key(job_id: str) -> tuple[Any, ...]:
     """sync jobs by vendor and year, then the per-vendor jobs, then one-off runs."""
     parts = job_id.split(":")
-    kinds = {"sync": 0, "years": 1, "stale": 2, "run": 3}
+    kinds = {"sync": 0, "years": 1, "stale": 2, "quick": 3, "run": 4}
     year = int(parts[2]) if parts[0] == "sync" and len(parts) == 3 and parts[2].isdigit() else 0
-    return (kinds.get(parts[0], 4), parts[1] if len(parts) > 1 else "", year, job_id)
+    return (kinds.get(parts[0], 5), parts[1] if len(parts) > 1 else "", year, job_id)
 
 
 # -- the job callables ---------------------------------------------------------------------------
@@ -80,6 +85,7 @@ class JobWork(Protocol):
     def sync_year(self, vendor: str, year: int) -> None: ...
     def refresh_years(self, vendor: str) -> None: ...
     def resync_stale(self, vendor: str) -> None: ...
+    def quick_sync(self, vendor: str) -> None: ...
 
 
 _thread = threading.local()
@@ -110,6 +116,11 @@ def refresh_years(vendor: str) -> None:
 def resync_stale(vendor: str) -> None:
     """``scrapy crawl <vendor> -a product_id=<id>`` for each stale product."""
     _work().resync_stale(vendor)
+
+
+def quick_sync(vendor: str) -> None:
+    """``scrapy crawl <vendor> -a mode=quick``: every listing, only the pages that must be read."""
+    _work().quick_sync(vendor)
 
 
 # -- the job set ---------------------------------------------------------------------------------
@@ -155,7 +166,7 @@ class JobSpec:
 
 
 def vendor_specs(schedule: Schedule, vendor: str, listed: Iterable[int]) -> list[JobSpec]:
-    """Every job of one shop: a sync job per listed year, the year-list and stale jobs."""
+    """Every job of one shop: a sync job per listed year, the year-list, stale and quick jobs."""
     tz = schedule.timezone
     specs = [
         JobSpec(
@@ -190,6 +201,16 @@ def vendor_specs(schedule: Schedule, vendor: str, listed: Iterable[int]) -> list
             kwargs={"vendor": vendor},
             trigger=triggers.spread_trigger(schedule.stale, tz, fraction),
             misfire_grace_time=int(schedule.stale.misfire_grace),
+        )
+    )
+    specs.append(
+        JobSpec(
+            id=quick_id(vendor),
+            name=f"quick sync of {vendor}",
+            func=quick_sync,
+            kwargs={"vendor": vendor},
+            trigger=triggers.spread_trigger(schedule.quick, tz, fraction),
+            misfire_grace_time=int(schedule.quick.misfire_grace),
         )
     )
     return specs

@@ -79,6 +79,13 @@ class Runtime:
             assert budget is not None
             self.runner.run(Crawl(jobs.sync_id(vendor, year), vendor, {"year": str(year)}, budget))
 
+    def quick_sync(self, vendor: str) -> None:
+        with self.job():
+            budget = self.config.schedule.quick.budget
+            assert budget is not None
+            arguments = {"mode": "quick"}
+            self.runner.run(Crawl(jobs.quick_id(vendor), vendor, arguments, budget))
+
     def refresh_years(self, vendor: str) -> None:
         with self.job():
             if self.stopping.is_set():
