@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: setup test lint format demo bench up clean
+.PHONY: setup test lint format demo demo-up bench up clean
 
 setup: $(READY)
 
@@ -24,8 +24,14 @@ format: $(READY)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# A day at the replica shops in about a minute: two syncs a day apart (demo/story.py).
 demo: $(READY)
 	$(PYTHON) -m demo
+
+# The whole system live (make up) against the replica shops, which move every few minutes;
+# alerts printed as they arrive (demo/live.py). Ctrl-C stops it.
+demo-up: $(READY)
+	$(PYTHON) -m demo live
 
 # Every performance figure beside its baseline; needs PostgreSQL and Redis up (as make test).
 # Writes bench/results.md (and .json); `python -m bench --quick` is the tiny pass the tests run.
@@ -33,7 +39,8 @@ bench: $(READY)
 	$(PYTHON) -m bench
 
 # The whole system, as on Heroku (Procfile), on the embedded PostgreSQL and a private Redis;
-# the API on http://127.0.0.1:8000. Ctrl-C stops it. See bin/up for what it reads.
+# the API on http://127.0.0.1:8000; the LIVE shops (demo-up: the replica). Ctrl-C stops it.
+# See bin/up for what it reads.
 up: $(READY)
 	bin/up
 
