@@ -712,3 +712,47 @@ def test_render_requests_survive_the_queue_round_trip(
         spider.parse_category,
         {"year": 2019, "page": 1},
     )
+
+
+# -- quick syncs -----------------------------------------------------------------------------------
+
+
+def test_an_announced_quick_sync_is_worked_by_two_workers(
+    replica_reset: Replica,
+    redis_env: Callable[..., dict[str, str]],
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    """`scrapy announce <vendor> -a mode=quick`: the workers take the mode from the run, read the
+    listings, and between them read each page that must be read once (christmas_spiders.quick)."""
+    replica, env = replica_reset, redis_env()
+    origin = replica.base_urls[HOOH]
+    assert crawl(HOOH, env, base_url=origin).returncode == 0  # the full sync it starts from
+    before = stored(engine, HOOH)
+    ordinary = [
+        item.vendor_product_id
+        for item in replica.expected_items(HOOH)
+        if item.price is not None and item.regular_price is None
+    ]
+    changed = ordinary[:3]
+    for key in changed:
+        replica.set_product(HOOH, key, price=str(before[key]["price"] + 1))
+    served = len(replica.requests(HOOH, "product"))
+
+    run_id = announce(HOOH, env, base_url=origin, mode="quick")
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    workers = [start_crawl(HOOH, env, log, {"run_id": str(run_id)}) for log in logs]
+    outputs = [wait(worker, log) for worker, log in zip(workers, logs, strict=True)]
+
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:]
+    row = run_row(engine, run_id)
+    assert (row["status"], row["arguments"]["mode"]) == ("finished", "quick")
+    after = stored(engine, HOOH)
+    assert {key for key in after if after[key]["price"] != before[key]["price"]} == set(changed)
+    assert all(product["delisted_at"] is None for product in after.values())
+    assert all(product["last_synced_at"] >= row["started_at"] for product in after.values())
+    pages = replica.requests(HOOH, "product")[served:]
+    assert len(pages) == len(set(pages))  # each page once between the two workers
+    read = {key for key in after if after[key]["page_read_at"] >= row["started_at"]}
+    assert set(changed) <= read
+    assert len(read) == len(changed) + 1  # and one page due for its refresh (one quota)
