@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from christmas_spiders.processes import crawl_command
 from christmas_spiders.storage.schema import crawl_runs
 from christmas_spiders.vendors import VENDORS
 from demo.shops import DAY, FIELD
@@ -124,10 +125,7 @@ def test_first_crawls_on_fresh_embedded_databases_log_no_error(replica: Replica)
 
 
 def _start_crawl(vendor: str, replica: Replica, data_dir: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "scrapy", "crawl", vendor]
-    command += ["-a", f"base_url={replica.base_urls[vendor]}", "-a", "year=1998"]
-    for key, value in FAST.items():
-        command += ["-s", f"{key}={value}"]
+    command = crawl_command(vendor, {"base_url": replica.base_urls[vendor], "year": 1998}, FAST)
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["CHRISTMAS_DATA_DIR"] = str(data_dir)
     return subprocess.Popen(

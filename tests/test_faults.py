@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
 from christmas_spiders.middlewares import RetryWaits
+from christmas_spiders.processes import crawl_command
 from christmas_spiders.scheduling import jobs
 from christmas_spiders.storage import get_engine, upgrade
 from christmas_spiders.storage.schema import crawl_runs, process_heartbeats, products
@@ -66,11 +67,7 @@ def _env(database_url: str, tmp_path: Path, **values: str) -> dict[str, str]:
 def _crawl(
     spider: str, env: dict[str, str], log: Path, arguments: dict[str, str], **settings: str
 ) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "scrapy", "crawl", spider]
-    for key, value in {**FAST, **settings}.items():
-        command += ["-s", f"{key}={value}"]
-    for key, value in arguments.items():
-        command += ["-a", f"{key}={value}"]
+    command = crawl_command(spider, arguments, {**FAST, **settings})
     with log.open("wb") as output:
         return subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT

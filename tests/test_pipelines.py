@@ -23,6 +23,7 @@ from christmas_spiders.pipelines import (
     StorePipeline,
     ValidatePipeline,
 )
+from christmas_spiders.processes import crawl_command
 from christmas_spiders.storage import deadletter, get_engine
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 
@@ -223,9 +224,11 @@ def test_database_down_mid_crawl_dead_letters_then_replays(private_postgres, tmp
         CHRISTMAS_DB_WRITE_ATTEMPTS="3",
         CHRISTMAS_DB_RETRY_BACKOFF_SECONDS="0.05",
     )
-    command = [sys.executable, "-m", "scrapy", "crawl", "ornament_shop_com"]
-    command += ["-s", "SPIDER_MODULES=tests.spiders", "-a", "count=40"]
-    command += ["-a", "pause_after=12", "-a", f"pause_dir={pause}"]
+    command = crawl_command(
+        "ornament_shop_com",
+        {"count": 40, "pause_after": 12, "pause_dir": pause},
+        {"SPIDER_MODULES": "tests.spiders"},
+    )
     crawler = subprocess.Popen(
         command,
         cwd=PROJECT_ROOT,

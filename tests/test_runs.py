@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from christmas_spiders.config import Config, Destination, Subscriber
 from christmas_spiders.distributed.worker import StandingWorker
+from christmas_spiders.processes import crawl_command
 from christmas_spiders.scheduling.runner import Crawl, CrawlRunner, Outcome
 from christmas_spiders.storage import delisting, runs
 from christmas_spiders.storage.products import upsert_products
@@ -72,11 +73,7 @@ def _env(database_url: str, tmp_path: Path, **values: str) -> dict[str, str]:
 def _start_crawl(
     env: dict[str, str], log: Path, arguments: dict[str, str]
 ) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "scrapy", "crawl", OS]
-    for key, value in FAST.items():
-        command += ["-s", f"{key}={value}"]
-    for key, value in arguments.items():
-        command += ["-a", f"{key}={value}"]
+    command = crawl_command(OS, arguments, FAST)
     with log.open("wb") as output:
         return subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
