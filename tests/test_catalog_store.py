@@ -24,11 +24,16 @@ from christmas_spiders import config
 from christmas_spiders.catalog import rules
 from christmas_spiders.catalog.linker import link_all, listing_from_item
 from christmas_spiders.catalog.measure import pairwise_scores
-from christmas_spiders.catalog.records import NEEDS_LINK
 from christmas_spiders.catalog.relink import relink
 from christmas_spiders.storage import database
 from christmas_spiders.storage.products import upsert_products, vendor_key
-from christmas_spiders.storage.schema import crawl_runs, ornaments, product_changes, products
+from christmas_spiders.storage.schema import (
+    crawl_runs,
+    listing_forms,
+    ornaments,
+    product_changes,
+    products,
+)
 from christmas_spiders.vendors import VENDORS
 
 from .conftest import PROJECT_ROOT, _url_for
@@ -204,7 +209,8 @@ def test_an_unchanged_resync_does_no_linking_work(engine: Engine) -> None:
     store(engine, [{**found, "price": "99.95"} for found in items])  # prices only
     assert len(statements) == 2  # the crawl-run setting and the upsert: nothing else
     with engine.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).where(NEEDS_LINK)).scalar() == 0
+        pending = sa.select(sa.func.count()).where(products.c.link_pending)
+        assert connection.execute(pending).scalar() == 0
 
 
 def test_a_renamed_product_moves_and_its_history_says_so(engine: Engine) -> None:
@@ -237,9 +243,11 @@ def test_a_renamed_product_moves_and_its_history_says_so(engine: Engine) -> None
 def test_a_listing_the_rules_cannot_read_is_stored_without_ornament(engine: Engine) -> None:
     store(engine, [item(OS, 1, "Vintage Bell NB", None, year=1962)])  # before Keepsake
     with engine.connect() as connection:
-        row = connection.execute(sa.select(products)).one()
+        row = connection.execute(
+            sa.select(products, listing_forms.c.form).join(listing_forms)
+        ).one()
     assert (row.ornament_id, row.condition, row.link_method) == (None, rules.NO_BOX, None)
-    assert "release_year 1962 is not a Keepsake year" in row.link_form["problem"]
+    assert "release_year 1962 is not a Keepsake year" in row.form["problem"]
 
 
 def test_two_shops_storing_one_new_ornament_at_once_share_it(engine: Engine) -> None:
@@ -310,10 +318,12 @@ def test_relink_puts_links_right_records_each_move_and_is_idempotent(engine: Eng
         connection.execute(
             sa.update(products).where(products.c.vendor == OS).values(ornament_id=sleigh)
         )
+        never = sa.select(products.c.id).where(products.c.vendor_key == "4").scalar_subquery()
+        connection.execute(sa.delete(listing_forms).where(listing_forms.c.product_id == never))
         connection.execute(
             sa.update(products)
-            .where(products.c.vendor_key == "4")
-            .values(ornament_id=None, link_form=None, link_method=None)
+            .where(products.c.id == never)
+            .values(ornament_id=None, condition=None, link_method=None, link_score=None)
         )
     done = relink(engine)
     assert (done.products, done.linked, done.relinked) == (2, 1, 1)

@@ -1,11 +1,12 @@
 """Links as the database keeps them: products read as listings, and the result of a linking
 written back (ornaments, each product's link, `relinked` history rows).
 
-A product's `link_form` is its listing as the rules read it (year, item number, name words,
-series number, kind flags, condition) plus `input`, a digest of the columns it was read from.
-Store-time linking (catalog.store) reads the forms of a product's neighbours instead of parsing
-their names again, and links a stored product again only when its digest changes. The
-`relink` command (catalog.relink) parses every product afresh.
+A product's form (table `listing_forms`) is its listing as the rules read it (year, item
+number, name words, series number, kind flags, condition), or the `problem` that keeps it from
+being linked. Store-time linking (catalog.store) reads the forms of a product's neighbours
+instead of parsing their names again; a stored product is linked again only when the upsert
+marks it `link_pending` (what its listing is read from changed). The `relink` command
+(catalog.relink) parses every product afresh.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from christmas_spiders.catalog.linker import (
     listing_from_item,
 )
 from christmas_spiders.domain import RELINKED
-from christmas_spiders.storage.schema import ornaments, product_changes, products
+from christmas_spiders.storage.schema import listing_forms, ornaments, product_changes, products
 
 # The product columns a listing is read from (vendor-sites.md §C2 names).
 INPUT_COLUMNS = (
@@ -44,17 +45,6 @@ INPUT_COLUMNS = (
 )
 # pg_advisory_xact_lock(_YEAR_LOCK, year): one linking at a time per ornament year ("orn" in ASCII).
 _YEAR_LOCK = 0x6F726E
-
-
-def input_digest(table: sa.FromClause) -> sa.ColumnElement[str]:
-    """SQL: a digest of the columns a product's listing is read from."""
-    columns = (table.c[name] for name in INPUT_COLUMNS)
-    return sa.func.md5(sa.cast(sa.func.jsonb_build_array(*columns), sa.Text))
-
-
-# SQL, true for a product whose listing was never linked or changed since (storage.products
-# returns it from the upsert, so an unchanged product costs the linking nothing).
-NEEDS_LINK = products.c.link_form["input"].astext.is_distinct_from(input_digest(products))
 
 
 def lock_years(connection: Connection, years: Iterable[int]) -> None:
@@ -73,13 +63,30 @@ class Member:
     name: str
     sku: str | None
     listing: Listing | None
-    ornament_id: int | None = None  # stored
     problem: str | None = None  # why `listing` is None
+    ornament_id: int | None = None  # as stored, like the rest
+    link: tuple[Any, ...] | None = None  # (ornament_id, condition, link_method, link_score)
+    form: dict[str, Any] | None = None
+    fresh: bool = True  # read through the rules now (else from its stored form)
+
+    @classmethod
+    def of(cls, row: Any, listing: Listing | None, problem: str | None, fresh: bool) -> Member:
+        link = (row.ornament_id, row.condition, row.link_method, row.link_score)
+        return cls(
+            row.id, row.name, row.sku, listing, problem, row.ornament_id, link, row.form, fresh
+        )
 
 
-# The product columns a linking reads.
+# The columns a linking reads, from SOURCE.
 MEMBER_COLUMNS = (products.c.id, *(products.c[name] for name in INPUT_COLUMNS))
-STATE_COLUMNS = (products.c.ornament_id, products.c.link_form)
+STATE_COLUMNS = (
+    products.c.ornament_id,
+    products.c.condition,
+    products.c.link_method,
+    products.c.link_score,
+    listing_forms.c.form,
+)
+SOURCE = products.outerjoin(listing_forms)
 
 
 def parsed(row: Any) -> Member:
@@ -90,13 +97,13 @@ def parsed(row: Any) -> Member:
         problem = None
     except InvalidListing as error:
         listing, problem = None, str(error)
-    return Member(row.id, row.name, row.sku, listing, row.ornament_id, problem)
+    return Member.of(row, listing, problem, fresh=True)
 
 
 def stored(row: Any) -> Member:
-    """A linked product row as its link_form says the rules read it (read afresh when the
-    form is not one: a link written by hand, or by an older version)."""
-    form = row.link_form
+    """A linked product row as its form says the rules read it (read afresh when there is no
+    such form: a link written by hand, or by an older version)."""
+    form = row.form
     if not isinstance(form, dict) or not form.keys() >= _FORM_KEYS:
         return parsed(row)
     listing = Listing(
@@ -111,7 +118,7 @@ def stored(row: Any) -> Member:
         flags=frozenset(form["flags"]),
         condition=form["condition"],
     )
-    return Member(row.id, row.name, row.sku, listing, row.ornament_id)
+    return Member.of(row, listing, None, fresh=False)
 
 
 _FORM_KEYS = {"ref", "year", "item_number", "words", "bare", "series", "series_number", "flags"}
@@ -234,29 +241,34 @@ def _ornament_upsert() -> sa.Executable:
     ).returning(ornaments.c.id)
 
 
+_LINK_COLUMNS = ("ornament_id", "condition", "link_method", "link_score")
+
+
 def _product_update() -> sa.Executable:
-    """Set each product's link where it differs; its form gets the digest of its columns."""
-    names = ("id", "ornament_id", "condition", "link_method", "link_score", "link_form")
-    source = _recordset(products, names)
-    form = source.c.link_form.op("||")(sa.func.jsonb_build_object("input", input_digest(products)))
-    new = (source.c.ornament_id, source.c.condition, source.c.link_method, source.c.link_score)
-    old = (products.c.ornament_id, products.c.condition, products.c.link_method)
+    """Set each product's link where it differs, and clear `link_pending`."""
+    source = _recordset(products, ("id", *_LINK_COLUMNS))
+    differs = sa.tuple_(*(products.c[n] for n in _LINK_COLUMNS)).is_distinct_from(
+        sa.tuple_(*(source.c[n] for n in _LINK_COLUMNS))
+    )
     return (
         sa.update(products)
         .where(products.c.id == source.c.id)
-        .where(
-            sa.tuple_(*old, products.c.link_score, products.c.link_form).is_distinct_from(
-                sa.tuple_(*new, form)
-            )
-        )
-        .values(
-            ornament_id=source.c.ornament_id,
-            condition=source.c.condition,
-            link_method=source.c.link_method,
-            link_score=source.c.link_score,
-            link_form=form,
-        )
+        .where(differs | products.c.link_pending)
+        .values(**{n: source.c[n] for n in _LINK_COLUMNS}, link_pending=False)
         .returning(products.c.id)
+    )
+
+
+def _form_upsert() -> sa.Executable:
+    """Each product's listing form, written where it differs."""
+    source = _recordset(listing_forms, ("product_id", "form"))
+    statement = insert(listing_forms).from_select(
+        ("product_id", "form"), sa.select(source.c.product_id, source.c.form)
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[listing_forms.c.product_id],
+        set_={"form": statement.excluded.form},
+        where=listing_forms.c.form.is_distinct_from(statement.excluded.form),
     )
 
 
@@ -293,6 +305,7 @@ def _relinked_insert() -> sa.Executable:
 
 _UPSERT_ORNAMENTS = _ornament_upsert()
 _UPDATE_PRODUCTS = _product_update()
+_UPSERT_FORMS = _form_upsert()
 _INSERT_RELINKED = _relinked_insert()
 _DELETE_ORPHANS = (
     sa.delete(ornaments)
@@ -332,22 +345,25 @@ def write(
             sa.select(ornaments.c.key, ornaments.c.id).where(ornaments.c.key.in_(list(by_key)))
         )
         ids = {key: ornament_id for key, ornament_id in found}
-    updates, relinked = [], []
+    updates, forms, relinked = [], [], []
     for member in sorted(members, key=lambda member: member.product_id):
         made = links.get(member.product_id)
         listing = member.listing
         ornament_id = ids[made.ornament.key] if made else None
         condition = listing.condition if listing else rules.condition(member.name, member.sku)
-        updates.append(
-            {
-                "id": member.product_id,
-                "ornament_id": ornament_id,
-                "condition": condition,
-                "link_method": made.method if made else None,
-                "link_score": round(made.score, 1) if made else None,
-                "link_form": _form(listing) if listing else {"problem": member.problem},
-            }
+        link = (
+            ornament_id,
+            condition,
+            made.method if made else None,
+            round(made.score, 1) if made else None,
         )
+        # A product read afresh may be link_pending: its row is written even when unchanged.
+        if member.fresh or link != member.link:
+            updates.append({"id": member.product_id, **dict(zip(_LINK_COLUMNS, link, strict=True))})
+        if member.fresh:
+            form = _form(listing) if listing else {"problem": member.problem}
+            if form != member.form:
+                forms.append({"product_id": member.product_id, "form": form})
         if member.ornament_id is None and ornament_id is not None:
             written.linked += 1
         elif member.ornament_id is not None and member.ornament_id != ornament_id:
@@ -361,6 +377,8 @@ def write(
             written.relinked_ids.append(member.product_id)
     if updates:
         written.products = len(connection.execute(_UPDATE_PRODUCTS, _as_json(updates)).all())
+    if forms:
+        connection.execute(_UPSERT_FORMS, _as_json(forms))
     if relinked:
         connection.execute(_INSERT_RELINKED, _as_json(relinked)).all()
         written.relinked = len(relinked)

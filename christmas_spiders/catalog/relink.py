@@ -1,6 +1,6 @@
 """Re-linking every product after a rule change: `python -m christmas_spiders.catalog relink`.
 
-Every product is read afresh through the rules (its stored link_form may come from older
+Every product is read afresh through the rules (its stored listing form may come from older
 rules), then linked year by year with `link_all`, one transaction per ornament year holding
 that year's lock (records.lock_years), so crawls storing meanwhile wait for the year at most
 and never see it half done. A product whose ornament changes gets a `relinked` row in
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from christmas_spiders.catalog.linker import Link, link_all
 from christmas_spiders.catalog.records import (
     MEMBER_COLUMNS,
+    SOURCE,
     STATE_COLUMNS,
     Member,
     Written,
@@ -52,7 +53,7 @@ def _in_transaction(engine: Engine, work: Callable[[Connection], Written]) -> Wr
 def _years(engine: Engine) -> defaultdict[int | None, list[int]]:
     """Each product's ornament year under the current rules (None: the rules cannot read it)."""
     years: defaultdict[int | None, list[int]] = defaultdict(list)
-    query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).order_by(products.c.id)
+    query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).select_from(SOURCE).order_by(products.c.id)
     with engine.connect() as connection:
         rows = connection.execution_options(stream_results=True, yield_per=_READ_CHUNK)
         for row in rows.execute(query):
@@ -66,8 +67,12 @@ def _relink_year(connection: Connection, year: int, product_ids: list[int]) -> W
     since (a crawl may have stored more meanwhile)."""
     lock_years(connection, [year])
     of_year = sa.select(ornaments.c.id).where(ornaments.c.year == year)
-    query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).where(
-        products.c.id.in_(product_ids) | products.c.ornament_id.in_(of_year.scalar_subquery())
+    query = (
+        sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS)
+        .select_from(SOURCE)
+        .where(
+            products.c.id.in_(product_ids) | products.c.ornament_id.in_(of_year.scalar_subquery())
+        )
     )
     members = [parsed(row) for row in connection.execute(query.order_by(products.c.id))]
     members = [member for member in members if member.listing and member.listing.year == year]
@@ -77,10 +82,14 @@ def _relink_year(connection: Connection, year: int, product_ids: list[int]) -> W
 
 
 def _unlink(connection: Connection, product_ids: list[int]) -> Written:
-    """Products the rules cannot read: no ornament (records.write keeps why in link_form)."""
+    """Products the rules cannot read: no ornament (records.write keeps why in its form)."""
     old_years = sa.select(ornaments.c.year).join(products).where(products.c.id.in_(product_ids))
     lock_years(connection, connection.execute(old_years.distinct()).scalars())
-    query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).where(products.c.id.in_(product_ids))
+    query = (
+        sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS)
+        .select_from(SOURCE)
+        .where(products.c.id.in_(product_ids))
+    )
     members: list[Member] = [parsed(row) for row in connection.execute(query)]
     return write(connection, [member for member in members if member.listing is None], {})
 

@@ -5,7 +5,7 @@ The stored links are always those `linker.link_all` gives for every stored listi
 whatever the order and the batches the listings came in. Per ornament year:
 
 1. Only products whose name, SKU, year or series changed (or that are new) are read through
-   the rules again (records.NEEDS_LINK); an unchanged re-sync links nothing.
+   the rules again (the upsert marks them `link_pending`); an unchanged re-sync links nothing.
 2. The year is locked (records.lock_years), so two crawls linking one year follow each other
    and the second sees the first's ornaments.
 3. The batch's listings can only change the links of their **neighbourhood**: the stored
@@ -35,6 +35,7 @@ from christmas_spiders.catalog import rules
 from christmas_spiders.catalog.linker import FUZZY_CUTOFF, Link, link_all, ornament_key
 from christmas_spiders.catalog.records import (
     MEMBER_COLUMNS,
+    SOURCE,
     STATE_COLUMNS,
     Member,
     Written,
@@ -130,7 +131,7 @@ def link_products(connection: Connection, product_ids: Collection[int]) -> Writt
     if not product_ids:
         return Written()
     query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS, ornaments.c.year.label("old_year"))
-    query = query.select_from(products.outerjoin(ornaments))
+    query = query.select_from(SOURCE.outerjoin(ornaments))
     rows = connection.execute(query.where(products.c.id.in_(sorted(product_ids)))).all()
     batch = {row.id: parsed(row) for row in rows}
     old_years = {row.id: row.old_year for row in rows if row.old_year is not None}
@@ -149,8 +150,10 @@ def link_products(connection: Connection, product_ids: Collection[int]) -> Writt
         )
     members = dict(batch)
     if reached:
-        query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).where(
-            products.c.ornament_id.in_(sorted(reached))
+        query = (
+            sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS)
+            .select_from(SOURCE)
+            .where(products.c.ornament_id.in_(sorted(reached)))
         )
         for row in connection.execute(query):
             if row.id not in batch:

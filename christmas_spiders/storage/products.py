@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
-from christmas_spiders.catalog.records import NEEDS_LINK
+from christmas_spiders.catalog.records import INPUT_COLUMNS
 from christmas_spiders.catalog.store import link_products
 from christmas_spiders.storage.schema import products
 
@@ -111,6 +111,11 @@ def _upsert_statement(protect: bool) -> sa.Executable:
     changed = sa.tuple_(*(products.c[column] for column in ITEM_COLUMNS)).is_distinct_from(
         sa.tuple_(*values.values())
     )
+    # Linked again only when what its listing is read from changed (catalog.store).
+    inputs = [column for column in ITEM_COLUMNS if column in INPUT_COLUMNS]
+    relink = sa.tuple_(*(products.c[column] for column in inputs)).is_distinct_from(
+        sa.tuple_(*(values[column] for column in inputs))
+    )
     now = sa.func.now()
     return statement.on_conflict_do_update(
         index_elements=[products.c.vendor, products.c.vendor_key],
@@ -122,12 +127,13 @@ def _upsert_statement(protect: bool) -> sa.Executable:
             "page_read_at": sa.func.greatest(products.c.page_read_at, now),  # an item is a page
             "delisted_at": None,
             "updated_at": sa.case((changed, now), else_=products.c.updated_at),
+            "link_pending": sa.or_(products.c.link_pending, relink),
         },
     ).returning(
         sa.literal_column("xmax = 0").label("created"),
         (products.c.updated_at == now).label("touched"),
         products.c.id,
-        NEEDS_LINK.label("needs_link"),
+        products.c.link_pending,
     )
 
 
@@ -172,8 +178,8 @@ def upsert_products(
     statement = _UPSERT if crawl_run_id is None else _UPSERT_IN_RUN
     to_link = []
     written = connection.execute(statement, {"rows": json.dumps(rows, default=str)})
-    for created, touched, product_id, needs_link in written:
-        if needs_link:
+    for created, touched, product_id, link_pending in written:
+        if link_pending:
             to_link.append(product_id)
         if created:
             result.created += 1

@@ -125,15 +125,15 @@ products = Table(
     # When its own page was last read (migration 0008): a quick sync marks a product it found
     # unchanged on a listing synced without reading the page (christmas_spiders.quick).
     _timestamp("page_read_at", nullable=False, default_now=True),
-    # Its ornament (christmas_spiders.catalog, migration 0007), linked when the product is
-    # stored: the offer's condition, how it was linked (`item_number` or `name`) and the score
-    # (0-100); `link_form` keeps the listing as the rules read it and a digest of the columns
-    # it was read from (a product is linked again only when those change).
+    # Its ornament (christmas_spiders.catalog, migrations 0007 and 0010), linked when the
+    # product is stored: the offer's condition, how it was linked (`item_number` or `name`) and
+    # the score (0-100). `link_pending`: new, or its name, SKU, year or series changed since it
+    # was last linked (the upsert sets it, the linking clears it).
     Column("ornament_id", BigInteger, ForeignKey("ornaments.id", ondelete="SET NULL")),
     Column("condition", String(16)),
     Column("link_method", String(16)),
     Column("link_score", Float),
-    Column("link_form", JSONB),
+    Column("link_pending", Boolean, nullable=False, server_default=text("true")),
     UniqueConstraint("vendor", "vendor_key"),
     CheckConstraint(_in("availability", AVAILABILITY), name="availability"),
     CheckConstraint(f"condition IS NULL OR {_in('condition', CONDITIONS)}", name="condition"),
@@ -350,6 +350,19 @@ ornaments = Table(
     Index(None, "item_number"),
 )
 Index("ix_ornaments_lower_series", func.lower(ornaments.c.series), ornaments.c.series_number)
+
+# Each linked product's listing as the rules read it (catalog.records; migration 0010): store-time
+# linking reads its neighbours' forms instead of parsing their names again. Kept apart from
+# `products`, whose rows every sync rewrites. `form` holds `problem` when the rules cannot read
+# the listing.
+listing_forms = Table(
+    "listing_forms",
+    metadata,
+    Column(
+        "product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("form", JSONB, nullable=False),
+)
 
 # Commands for the running scheduler (migration 0009, scheduling.commands): `python scheduler.py
 # pause|resume|run JOB_ID` queues one here and NOTIFYs; the scheduler applies it through
