@@ -73,7 +73,7 @@ def run_workers(
 ) -> dict[str, object]:
     engine = database.get_engine(settings)
     with engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE products, product_changes"))
+        connection.execute(sa.text("TRUNCATE products, product_changes CASCADE"))
     process = session.replica()
     run_id = announce_run(settings, vendor, {"base_url": process.base_urls[vendor]})
     command = scrapy_command(vendor, {"run_id": str(run_id)}, SCRAPY_SETTINGS)

@@ -98,7 +98,7 @@ def upserts(engine: Engine, count: int) -> dict[str, float | int]:
     unchanged_history = history_rows(engine) - before
     changed_seconds, changed = write(engine, items(count, price_offset=1), BATCH)
     with engine.begin() as connection:
-        connection.execute(sa.text("TRUNCATE products, product_changes"))
+        connection.execute(sa.text("TRUNCATE products, product_changes CASCADE"))
     single, one_by_one = write(engine, catalog, 1)
     assert one_by_one.created == count, one_by_one
     return {
