@@ -11,6 +11,7 @@ beat). Anything else it raises is logged the moment it happens and fails the cra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -36,6 +37,7 @@ class CrawlHeartbeat:
         self.interval = crawler.settings.getfloat("HEARTBEAT_INTERVAL", 10.0)
         self.heartbeat: heartbeats.Heartbeat | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
@@ -67,17 +69,20 @@ class CrawlHeartbeat:
         self._task.add_done_callback(self._beat_ended)
 
     async def _beat(self, spider: Spider) -> None:
-        while True:
+        """Beat until the spider closes; a write in flight then finishes before the loop ends,
+        so the close always sees the row it must mark stopped."""
+        while not self._stopping.is_set():
+            pause = self.interval
             if self.heartbeat is not None:
                 await asyncio.to_thread(self.heartbeat.beat, **self._details(spider))
             elif self.crawler.stats.get_value("crawl_run/id") is None:
                 # The run recorder migrates a new database and opens the run: until then there
                 # is no table to beat into, nor a run id to name.
-                await asyncio.sleep(RUN_POLL_SECONDS)
-                continue
+                pause = RUN_POLL_SECONDS
             else:
                 await asyncio.to_thread(self._start, spider)
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
 
     @staticmethod
     def _beat_ended(task: asyncio.Task[None]) -> None:
@@ -89,8 +94,8 @@ class CrawlHeartbeat:
         )
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
             await asyncio.wait([self._task])  # a failure of its own was logged as it happened
         if self.heartbeat is not None:
             details = {**self._details(spider), "close_reason": reason}
