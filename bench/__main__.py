@@ -21,6 +21,7 @@ shared by the figures; each figure's script also runs alone (`python -m bench.<s
 | 7 | audit delivery | bench/auditor_latency.py |
 | 8 | memory | bench/memory.py (reuses 1's crawls) |
 | 9 | ornament linking | bench/ornament_linking.py (offline, then in PostgreSQL side by side) |
+| 10 | quick sync | bench/quick_sync.py (its own full syncs, quick syncs and the audit worker) |
 
 The table and every figure's detail go to stdout and, for a full run, to bench/results.md
 with the machine, date, versions and load, followed by bench/NOTES.md (the analysis: what
@@ -63,9 +64,10 @@ TITLES = {
     "7": "audit delivery",
     "8": "memory",
     "9": "ornament linking",
+    "10": "quick sync",
 }
 # Run order: 2 and 8 reuse 1's full syncs while the shared replica is up.
-ORDER = ("1", "2", "8", "5", "3", "4", "7", "6", "9")
+ORDER = ("1", "2", "8", "10", "5", "3", "4", "7", "6", "9")
 
 
 # --- figure 6: the API's script, written with the API ------------------------------------------
@@ -178,6 +180,7 @@ def figure_functions() -> dict[str, Callable[[Session], list[Row]]]:
         crawl_workers,
         memory,
         ornament_linking,
+        quick_sync,
         storage_upserts,
     )
 
@@ -191,6 +194,7 @@ def figure_functions() -> dict[str, Callable[[Session], list[Row]]]:
         "7": auditor_latency.measure,
         "8": memory.measure,
         "9": ornament_linking.measure,
+        "10": quick_sync.measure,
     }
 
 
@@ -333,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = [f.strip() for f in args.only.split(",") if f.strip()]
         unknown = [f for f in figures if f not in TITLES]
         if unknown:
-            parser.error(f"unknown figure(s) {', '.join(unknown)}; known: 1-8")
+            parser.error(f"unknown figure(s) {', '.join(unknown)}; known: 1-{len(TITLES)}")
     output = args.output
     full = not args.quick and not args.only
     if output is None and full:
