@@ -1,8 +1,8 @@
 """The web view (webapi.web) through the Flask client, against a known catalog whose history
-is placed relative to now: every page, the search filters and pages, the order of a SKU's
-offers, lowest / highest over 90 and 365 days, the chart's series and points, recent drops and
-restocks, the crawl grid, the key setting, security headers, and odd input (each value its
-expected page and message)."""
+is placed relative to now: every page, the search filters and pages (one row per ornament), the
+order of an ornament's offers, lowest / highest over 90 and 365 days, the chart's lines (one per
+shop and condition) and points, series completion, recent drops and restocks, the crawl grid,
+the key setting, security headers, and odd input (each value its expected page and message)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 
 from christmas_spiders import config
+from christmas_spiders.catalog.rules import item_number
 from christmas_spiders.storage import runs
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
@@ -80,6 +81,17 @@ def _items() -> list[tuple[dict[str, Any], float, list[tuple[dict[str, Any], flo
             [({"price": dollars("18.50")}, 100)],
         ),
         (product_item(HOH, "h-horse-box", price=dollars("12.00"), **HORSE), 300, []),
+        # The horse without its box, at Ornament Shop: another offer of the same ornament.
+        (
+            product_item(
+                OS,
+                "o-horse-nb",
+                price=dollars("10.00"),
+                **{**HORSE, "name": "2019 Nostalgic Rocking Horse No Box", "sku": "QX1001NB"},
+            ),
+            50,
+            [],
+        ),
         # A restock three days ago, a suspicious "drop" yesterday, a sell-out yesterday.
         (
             product_item(
@@ -127,6 +139,29 @@ def _items() -> list[tuple[dict[str, Any], float, list[tuple[dict[str, Any], flo
                 name='2022 <b>Mystery</b> & "Friends" Ornament',
                 release_year=2022,
                 price=dollars("9.95"),
+            ),
+            20,
+            [],
+        ),
+    ]
+    catalog += [
+        # A listing the rules cannot read (no Keepsake year): not linked, a page of its own.
+        (
+            product_item(
+                HO, "v-vintage", name="Vintage Glass Bell", release_year=1965, price=dollars("30")
+            ),
+            20,
+            [],
+        ),
+        # QX3000 again, in 2005: Hallmark used the number of filler p00 (2010) before.
+        (
+            product_item(
+                OS,
+                "a-angel",
+                sku="QX3000",
+                name="2005 Snow Angel",
+                release_year=2005,
+                price=dollars("9"),
             ),
             20,
             [],
@@ -292,8 +327,10 @@ def result_rows(tree: lxml.html.HtmlElement) -> list[dict[str, Any]]:
             ]
             for cell in row.cssselect("td.offer-cell")
         }
-        sku = text(row.cssselect("td.sku")[0])
-        rows.append({"key": sku if sku != "—" else text(row.cssselect("td a")[0]), **cells})
+        number = text(row.cssselect("td.sku")[0])
+        year = text(row.cssselect("td")[1])
+        name = text(row.cssselect("td a")[0])
+        rows.append({"key": f"{number if number != '—' else name}/{year}", **cells})
     return rows
 
 
@@ -314,8 +351,13 @@ def walk(client: FlaskClient, **params: Any) -> list[dict[str, Any]]:
         tree = page(client, link)
 
 
+def ornament_key(item: dict[str, Any]) -> str:
+    """A listing's ornament as result rows name it: item number (else name) and year."""
+    return f"{item_number(item['sku']) or item['name']}/{item['release_year']}"
+
+
 def ornament_keys(items: list[dict[str, Any]]) -> set[str]:
-    return {item["sku"] or item["name"] for item in items}
+    return {ornament_key(item) for item in items}
 
 
 # --- search ----------------------------------------------------------------------------------
@@ -326,9 +368,12 @@ def test_search_page_shows_each_shops_current_price(client, catalog) -> None:
     rows = result_rows(tree)
     assert len(rows) == views.PER_PAGE
     assert tree.cssselect('nav.pages a[rel="next"]')
-    horse = next(row for row in rows if row["key"] == SKU)
+    horse = next(row for row in rows if row["key"] == f"{SKU}/2019")
     assert horse[HOH] == [("$17.50", "in stock")]  # the boxed variant is delisted: not listed
-    assert horse[OS] == [("$15.00", "out of stock")]
+    # Boxed and without its box, told apart: one line each.
+    assert horse[OS] == [("$15.00", "out of stock"), ("$10.00", "in stock")]
+    (no_box,) = tree.cssselect(f'td.offer-cell[data-vendor="{OS}"] .offer[data-condition="no_box"]')
+    assert text(no_box.cssselect(".condition")[0]) == "no box"
     assert horse[HO] == [("$18.50", "in stock")]
     link = tree.cssselect(f'td.offer-cell[data-vendor="{HOH}"] a.price')[0]
     assert link.get("rel") == "noopener noreferrer"
@@ -338,7 +383,7 @@ def test_search_pages_visit_every_ornament_once_newest_year_first(client, catalo
     rows = walk(client)
     assert len(rows) == len({row["key"] for row in rows})
     assert {row["key"] for row in rows} == ornament_keys(catalog.listed())
-    years = {item["sku"] or item["name"]: item["release_year"] for item in catalog.listed()}
+    years = {ornament_key(item): item["release_year"] for item in catalog.listed()}
     found_years = [years[row["key"]] for row in rows]
     assert found_years == sorted(found_years, reverse=True)
 
@@ -346,7 +391,9 @@ def test_search_pages_visit_every_ornament_once_newest_year_first(client, catalo
 SEARCHES: list[tuple[dict[str, Any], Any]] = [
     ({"q": "rock hors"}, lambda i: "Rocking Horse" in i["name"]),
     ({"q": "FROSTY ornament"}, lambda i: "Frosty" in i["name"]),
-    ({"sku": " qx1001 "}, lambda i: i["sku"] == SKU),
+    ({"sku": " qx1001 "}, lambda i: item_number(i["sku"]) == SKU),
+    ({"sku": "2999qx1001nb"}, lambda i: item_number(i["sku"]) == SKU),  # any SKU form
+    ({"sku": "QX3000"}, lambda i: i["sku"] == "QX3000"),  # two years, one number
     ({"series": "snow BUDDIES"}, lambda i: i["series"] == "Snow Buddies"),
     ({"year": "2019"}, lambda i: i["release_year"] == 2019),
     ({"shop": OS}, lambda i: i["vendor"] == OS),
@@ -374,7 +421,7 @@ def test_search_filters(client, catalog, params, wanted) -> None:
     assert len(rows) == len(ornament_keys(expected))
     assert {row["key"] for row in rows} == ornament_keys(expected)
     shown = [offer for row in rows for vendor in (HOH, OS, HO) for offer in row[vendor]]
-    assert len(shown) == len(expected)  # only the matching listings, one each
+    assert len(shown) == len(expected)  # only the matching listings (one per shop and condition)
     if "shop" in params:
         assert all(row[v] == [] for row in rows for v in (HOH, OS, HO) if v != params["shop"])
     if "in_stock" in params:
@@ -557,29 +604,84 @@ def test_odd_skus_give_the_404_or_400_page_for_them(client, value, status, messa
     assert "<script>" not in response.get_data(as_text=True).lower()  # escaped, if echoed
 
 
-# --- one SKU ---------------------------------------------------------------------------------
+# --- one ornament, one SKU, one listing ------------------------------------------------------
 
 
-def test_sku_page_lists_every_offer_cheapest_in_stock_first(client, catalog) -> None:
-    tree = page(client, "/sku/qx1001")
+def ornament_id(catalog: WebCatalog, key: str) -> int:
+    engine = owner_engine(catalog.url)
+    with engine.connect() as connection:
+        found = connection.execute(
+            sa.select(products.c.ornament_id).where(products.c.id == catalog.ids[key])
+        ).scalar()
+    engine.dispose()
+    assert found is not None, key
+    return found
+
+
+@pytest.fixture(scope="module")
+def horse_url(catalog: WebCatalog) -> str:
+    return f"/ornaments/{ornament_id(catalog, 'h-horse')}"
+
+
+@pytest.mark.parametrize("form", ["qx1001", "QX1001", "2999QX1001", "qx1001nb", " QX1001 "])
+def test_any_sku_form_leads_to_its_ornament(client, horse_url, form) -> None:
+    response = client.get(f"/sku/{form}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == horse_url
+
+
+def test_a_sku_of_two_years_leads_to_the_search_for_it(client, catalog) -> None:
+    response = client.get("/sku/qx3000")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/?sku=QX3000"
+    rows = result_rows(page(client, response.headers["Location"]))
+    assert [row["key"] for row in rows] == ["QX3000/2010", "QX3000/2005"]
+
+
+def test_ornament_page_lists_every_offer_cheapest_in_stock_first(client, horse_url) -> None:
+    tree = page(client, horse_url)
     assert text(tree.cssselect("h1")[0]) == "2019 Nostalgic Rocking Horse"
     offers = [
         (
             row.get("data-vendor"),
+            text(row.cssselect("td.condition")[0]),
             text(row.cssselect("td.price")[0]),
             text(row.cssselect(".stock")[0]),
         )
         for row in tree.cssselect("table.offers tbody tr")
     ]
     assert offers == [
-        (HOH, "$17.50", "in stock"),
-        (HO, "$18.50", "in stock"),
-        (OS, "$15.00", "out of stock"),
-        (HOH, "$12.00", "no longer listed"),
+        (OS, "no box", "$10.00", "in stock"),
+        (HOH, "boxed", "$17.50", "in stock"),
+        (HO, "boxed", "$18.50", "in stock"),
+        (OS, "boxed", "$15.00", "out of stock"),
+        (HOH, "boxed", "$12.00", "no longer listed"),
     ]
     for link in tree.cssselect("table.offers a"):
         assert link.get("rel") == "noopener noreferrer"
         assert link.get("href").startswith("http://127.0.0.1:9/")
+    best = {
+        div.get("class"): text(div.cssselect("dd")[0]) for div in tree.cssselect("dl.best > div")
+    }
+    assert best == {
+        "cheapest": "$10.00 at Ornament Shop, no box",
+        "cheapest-boxed": "$17.50 at Hooked on Hallmark",
+    }
+    facts = text(tree.cssselect("p.facts")[0])
+    assert "2019" in facts and "QX1001" in facts and "Nostalgic Rocking Horse #5" in facts
+
+
+def test_ornament_page_shows_its_series(client, horse_url) -> None:
+    tree = page(client, horse_url)
+    (section,) = tree.cssselect("section.in-series")
+    link = section.cssselect("h2 a")[0]
+    assert link.get("href") == "/series/Nostalgic%20Rocking%20Horse"
+    assert text(section.cssselect("p")[0]) == (
+        "Number 5 of 1–5: you can buy 1 of them today, cheapest total $10.00."
+    )
+    numbers = [item.get("data-number") for item in section.cssselect("ul.neighbours li")]
+    assert numbers == ["3", "4", "5"]
+    assert section.cssselect('li[aria-current="true"]')[0].get("data-number") == "5"
 
 
 def figures(tree: lxml.html.HtmlElement) -> dict[tuple[str, int, str], str]:
@@ -591,8 +693,8 @@ def figures(tree: lxml.html.HtmlElement) -> dict[tuple[str, int, str], str]:
     }
 
 
-def test_lowest_and_highest_over_90_and_365_days(client, catalog) -> None:
-    found = figures(page(client, f"/sku/{SKU}"))
+def test_lowest_and_highest_over_90_and_365_days(client, catalog, horse_url) -> None:
+    found = figures(page(client, horse_url))
     hoh, ho, os_ = (str(catalog.ids[key]) for key in ("h-horse", "m-horse", "o-horse"))
     # 90 days: the window opens at 17.00 (set 200 days ago), then 19.00 and 17.50.
     assert (found[(hoh, 90, "lowest")], found[(hoh, 90, "highest")]) == ("$17.00", "$19.00")
@@ -601,75 +703,135 @@ def test_lowest_and_highest_over_90_and_365_days(client, catalog) -> None:
     assert found[(ho, 90, "lowest")] == found[(ho, 90, "highest")] == "$18.50"
     assert (found[(ho, 365, "lowest")], found[(ho, 365, "highest")]) == ("$18.00", "$18.50")
     assert found[(os_, 365, "lowest")] == found[(os_, 90, "highest")] == "$15.00"
-    # Any shop: the boxed variant's 12.00 counts too (its price until it was delisted).
-    assert (found[("", 90, "lowest")], found[("", 365, "highest")]) == ("$12.00", "$20.00")
+    # Any shop: the no-box offer's 10.00, and the boxed variant's 12.00 (until its delisting).
+    assert (found[("", 90, "lowest")], found[("", 365, "highest")]) == ("$10.00", "$20.00")
 
 
-def test_the_chart_has_a_series_per_offer_with_a_point_per_price(client, catalog) -> None:
-    tree = page(client, f"/sku/{SKU}")
+def test_the_chart_has_a_line_per_shop_and_condition(client, catalog, horse_url) -> None:
+    tree = page(client, horse_url)
     (svg,) = tree.cssselect("svg.price-chart")
     assert svg.get("role") == "img"
     title_id, desc_id = svg.get("aria-labelledby").split()
-    assert "QX1001" in text(svg.get_element_by_id(title_id))
+    assert "2019 Nostalgic Rocking Horse at 3 shops" in text(svg.get_element_by_id(title_id))
     assert "Hooked on Hallmark" in text(svg.get_element_by_id(desc_id))
-    series = {
-        int(group.get("data-product")): group for group in svg.cssselect("g.series[data-vendor]")
+    lines = {
+        text(group.cssselect("title")[0]): group for group in svg.cssselect("g.series[data-vendor]")
     }
-    points = {product: len(group.cssselect(".point")) for product, group in series.items()}
+    points = {label: len(group.cssselect(".point")) for label, group in lines.items()}
+    # Hooked on Hallmark's two boxed listings are one line: the best of them at each moment
+    # (20.00; the second listing's 12.00 from its listing; 19.00 once it was delisted; 17.50).
     assert points == {
-        catalog.ids["h-horse"]: 4,  # 20.00, 17.00, 19.00, 17.50
-        catalog.ids["o-horse"]: 1,
-        catalog.ids["m-horse"]: 2,
-        catalog.ids["h-horse-box"]: 1,
+        "Hooked on Hallmark": 4,
+        "Ornament Shop": 1,
+        "Ornament Shop, no box": 1,
+        "The Ornament Factory": 2,
     }
-    vendors = sorted(group.get("data-vendor") for group in series.values())
-    assert vendors == sorted([HOH, HOH, OS, HO])
-    # Stock-outs: the horse at HooH once (120 → 60 days ago), dashed; OS all along; the box
-    # since its delisting.
-    horse = series[catalog.ids["h-horse"]]
-    assert len(horse.cssselect(".stockout")) == 1
-    assert horse.cssselect("path.line.out") and horse.cssselect("path.line:not(.out)")
-    assert len(series[catalog.ids["o-horse"]].cssselect(".stockout")) == 1
-    assert len(series[catalog.ids["h-horse-box"]].cssselect(".stockout")) == 1
-    # Two listings at one shop are told apart in the legend.
+    hoh = lines["Hooked on Hallmark"]
+    prices = [
+        title.text_content().split(":")[1].split(" from")[0]
+        for title in hoh.cssselect(".point title")
+    ]
+    assert [price.strip() for price in prices] == ["$20.00", "$12.00", "$19.00", "$17.50"]
+    # In stock all along: the second listing covered the first one's stock-out.
+    assert not hoh.cssselect(".stockout") and not hoh.cssselect("path.line.out")
+    assert len(lines["Ornament Shop"].cssselect(".stockout")) == 1  # out of stock all along
+    no_box = lines["Ornament Shop, no box"]
+    assert "hollow" in no_box.get("class").split()
+    assert no_box.get("data-product") == str(catalog.ids["o-horse-nb"])
     labels = [text(t) for t in svg.cssselect("g.legend text")]
-    assert f"Hooked on Hallmark (#{catalog.ids['h-horse-box']})" in labels
+    assert "Ornament Shop, no box" in labels
     assert {"Price (USD)", "Date (UTC)"} <= {text(t) for t in svg.cssselect(".axis-label")}
     # The text alternative: one row per point.
     table = tree.cssselect("figure.chart details table tbody tr")
     assert len(table) == sum(points.values())
 
 
-def test_sku_page_lists_changes_newest_first(client, catalog) -> None:
-    rows = page(client, f"/sku/{SKU}").cssselect("table.changes tbody tr")
+def test_ornament_page_lists_changes_newest_first(client, horse_url) -> None:
+    rows = page(client, horse_url).cssselect("table.changes tbody tr")
     texts = [text(row.cssselect("td")[2]) for row in rows]
     assert texts[0] == "price $19.00 → $17.50 (−8 %)"
     assert "delisted" in texts
     assert "out of stock → in stock" in texts
     assert texts.count("listed at $20.00, in stock") == 1
+    assert "listed at $10.00, in stock" in texts  # the no-box offer
     times = [row.cssselect("time")[0].get("datetime") for row in rows]
     assert times == sorted(times, reverse=True)
 
 
-def test_products_with_a_sku_go_to_the_sku_page(client, catalog) -> None:
+def test_listings_go_to_their_ornament(client, catalog, horse_url) -> None:
     response = client.get(f"/products/{catalog.ids['o-horse']}")
     assert response.status_code == 302
-    assert response.headers["Location"] == f"/sku/{SKU}#offer-{catalog.ids['o-horse']}"
-
-
-def test_a_product_without_a_sku_has_its_own_page(client, catalog) -> None:
-    tree = page(client, f"/products/{catalog.ids['n-nosku']}")
+    assert response.headers["Location"] == f"{horse_url}#offer-{catalog.ids['o-horse']}"
+    # A listing without a SKU has an ornament too (linked by name).
+    mystery = client.get(f"/products/{catalog.ids['n-nosku']}")
+    assert mystery.status_code == 302
+    tree = page(client, mystery.headers["Location"].split("#")[0])
     assert text(tree.cssselect("h1")[0]) == '2022 <b>Mystery</b> & "Friends" Ornament'
-    (series,) = tree.cssselect("g.series")
-    assert series.get("data-vendor") == HO
-    assert len(series.cssselect(".point")) == 1
+    (line,) = tree.cssselect("g.series")
+    assert line.get("data-vendor") == HO
 
 
-def test_unknown_products_and_skus_are_404_pages(client) -> None:
+def test_a_listing_the_rules_cannot_link_has_its_own_page(client, catalog) -> None:
+    tree = page(client, f"/products/{catalog.ids['v-vintage']}")
+    assert text(tree.cssselect("h1")[0]) == "Vintage Glass Bell"
+    assert "not linked to an ornament" in text(tree.cssselect("p.note")[0])
+    (line,) = tree.cssselect("g.series")
+    assert line.get("data-vendor") == HO
+    assert len(line.cssselect(".point")) == 1
+
+
+def test_unknown_products_ornaments_and_skus_are_404_pages(client) -> None:
     assert "No ornament has the SKU 'NOPE42'." in text(page(client, "/sku/nope42", 404))
     assert "No product 424242." in text(page(client, "/products/424242", 404))
+    assert "No ornament 424242." in text(page(client, "/ornaments/424242", 404))
     page(client, f"/products/{2**64}", 404)
+    page(client, f"/ornaments/{2**64}", 404)
     page(client, f"/sku/{SKU}", 400, since="2026-01-01")  # the page takes no parameters
+
+
+# --- series ----------------------------------------------------------------------------------
+
+
+def test_series_page_works_through_every_number(client, catalog) -> None:
+    tree = page(client, "/series/nostalgic ROCKING horse")
+    assert text(tree.cssselect("h1")[0]) == "Nostalgic Rocking Horse"
+    assert text(tree.cssselect("p.completion")[0]) == (
+        "Numbers 1–5: you can buy 1 of them today, cheapest total $10.00 (1 boxed, $17.50 in all)."
+    )
+    assert text(tree.cssselect("ul.gaps li.missing")[0]) == "No shop lists #1, #2, #3, #4."
+    rows = {
+        int(row.get("data-number")): row for row in tree.cssselect("table.series-numbers tbody tr")
+    }
+    assert list(rows) == [1, 2, 3, 4, 5]
+    assert [rows[n].get("class").split()[-1] for n in rows] == ["missing"] * 4 + ["in-stock"]
+    five = rows[5]
+    (ornament,) = five.cssselect("div.ornament a")
+    assert ornament.get("href") == f"/ornaments/{ornament_id(catalog, 'h-horse')}"
+    assert text(five.cssselect("td.cheapest")[0]) == "$10.00 at Ornament Shop, no box"
+    assert text(five.cssselect("td.cheapest-boxed")[0]) == "$17.50 at Hooked on Hallmark"
+
+
+def test_a_series_without_numbers_lists_its_ornaments(client, catalog) -> None:
+    tree = page(client, "/series/Snow Buddies")
+    assert not tree.cssselect("table.series-numbers")
+    listed = tree.cssselect("ul.unnumbered li")
+    expected = {ornament_key(item) for item in catalog.listed() if item["series"] == "Snow Buddies"}
+    assert len(listed) == len(expected)
+
+
+def test_series_list(client) -> None:
+    rows = {
+        row.get("data-series"): row for row in page(client, "/series").cssselect("table tbody tr")
+    }
+    assert list(rows) == ["Frosty Friends", "Nostalgic Rocking Horse", "Snow Buddies"]
+    horse = rows["Nostalgic Rocking Horse"]
+    assert [text(cell) for cell in horse.cssselect("td")] == ["2019", "1–5", "1", "1"]
+    assert horse.cssselect("a")[0].get("href") == "/series/Nostalgic%20Rocking%20Horse"
+
+
+def test_unknown_series_is_a_404_page(client) -> None:
+    assert "No series 'Nope'." in text(page(client, "/series/Nope", 404))
+    page(client, "/series", 400, page="2")
 
 
 # --- recent changes --------------------------------------------------------------------------
@@ -776,12 +938,23 @@ def test_latest_runs_highlight_failures(client, catalog) -> None:
 
 # --- headers, routes, the key setting --------------------------------------------------------
 
-PAGES = ["/", "/?q=horse", f"/sku/{SKU}", "/changes", "/runs"]
+PAGES = [
+    "/",
+    "/?q=horse",
+    f"/sku/{SKU}",  # the ornament's page
+    "/products/{v-vintage}",  # a listing's own page
+    "/series",
+    "/series/Nostalgic Rocking Horse",
+    "/changes",
+    "/runs",
+]
 
 
 @pytest.mark.parametrize("url", PAGES)
-def test_pages_are_self_contained_with_a_strict_policy(client, url) -> None:
-    response = client.get(url)
+def test_pages_are_self_contained_with_a_strict_policy(client, catalog, url) -> None:
+    response = client.get(
+        url.replace("{v-vintage}", str(catalog.ids["v-vintage"])), follow_redirects=True
+    )
     assert response.status_code == 200
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "style-src 'self'" in policy

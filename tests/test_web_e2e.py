@@ -7,10 +7,11 @@ replica changes the prices and stock of QX5426, an ornament all three shops sell
 last round the history of the first two is moved back 60 and 25 days (ids, order and values stay
 as the crawls wrote them), so that the chart spans weeks as it would in production.
 
-Checks: no page logs a console error (CSP violations and failed loads included), the chart has
-one series per shop with one point per recorded price, the search form's filters work, and a
-screenshot of the product page is a PNG of the viewport's size (README's
-docs/web-product-page.png is one such screenshot).
+Checks: no page logs a console error (CSP violations and failed loads included), the SKU leads
+to its ornament's page, whose chart has a line per shop with one point per recorded price and
+whose cheapest offer is the cheapest in stock of its table, the search form's filters work (one
+row per ornament), and a screenshot of the ornament page is a PNG of the viewport's size
+(README's docs/web-product-page.png is one such screenshot).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from werkzeug.serving import make_server
 
 from christmas_spiders import config
 from christmas_spiders.rendering import CHROMIUM_FLAGS, DEFAULT_BROWSER_PATH, DEFAULT_DRIVER_PATH
-from christmas_spiders.storage.schema import crawl_runs, product_changes
+from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 from christmas_spiders.vendors import VENDORS
 from webapi import create_app
 
@@ -66,7 +67,9 @@ class Crawled:
     url: str
     settings: config.Config
     offers: dict[str, str] = field(default_factory=dict)  # vendor → vendor_product_id of SKU
-    in_stock_at_os: set[str] = field(default_factory=set)  # SKUs (or names) after the rounds
+    # The ornaments of Ornament Shop's listings in stock after the rounds (the replica's truth),
+    # as the search links them: "/ornaments/<id>" (or "/products/<id>" for one not linked).
+    in_stock_at_os: set[str] = field(default_factory=set)
 
 
 def _crawl_every_shop(replica: Replica, env: dict[str, str]) -> None:
@@ -140,10 +143,21 @@ def crawled(
             if days:
                 _move_back(engine, marks[number], marks[number + 1], days)
         final = {**ROUNDS[1][OS], **ROUNDS[2][OS]}["availability"]
-        result.in_stock_at_os = {
-            item.sku or item.name
+        in_stock = [
+            item.vendor_product_id
             for item in replica.expected_items(OS, {YEAR})
             if (final if item.sku == SKU else item.availability) == "available"
+        ]
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(products.c.id, products.c.ornament_id).where(
+                    products.c.vendor == OS, products.c.vendor_product_id.in_(in_stock)
+                )
+            ).all()
+        assert len(rows) == len(in_stock)
+        result.in_stock_at_os = {
+            f"/ornaments/{row.ornament_id}" if row.ornament_id else f"/products/{row.id}"
+            for row in rows
         }
         yield result
     finally:
@@ -216,7 +230,7 @@ def wait_for_page(driver: WebDriver, url_part: str) -> None:
 
 def test_every_page_loads_without_console_errors(browser, site, crawled) -> None:
     problems(browser)  # start clean
-    for path in ("/", f"/?year={YEAR}&shop={OS}", f"/sku/{SKU}", "/changes", "/runs"):
+    for path in ("/", f"/?year={YEAR}&shop={OS}", f"/sku/{SKU}", "/series", "/changes", "/runs"):
         open_page(browser, site + path)
         assert browser.find_element(By.CSS_SELECTOR, "h1").text
         assert browser.title.endswith("· Keepsake prices")
@@ -233,6 +247,7 @@ def test_every_page_loads_without_console_errors(browser, site, crawled) -> None
 
 def test_the_chart_has_one_series_per_shop_with_every_price_point(browser, site) -> None:
     open_page(browser, f"{site}/sku/{SKU}")
+    assert "/ornaments/" in browser.current_url  # the SKU's ornament
     chart = browser.find_element(By.CSS_SELECTOR, "svg.price-chart")
     assert chart.is_displayed() and chart.size["width"] > 600
     series = browser.find_elements(By.CSS_SELECTOR, "svg.price-chart g.series")
@@ -250,8 +265,27 @@ def test_the_chart_has_one_series_per_shop_with_every_price_point(browser, site)
     offers = browser.find_elements(By.CSS_SELECTOR, "table.offers tbody tr")
     assert [row.get_attribute("data-vendor") for row in offers] == [HOH, HO, OS]
     assert offers[0].find_element(By.CSS_SELECTOR, "td.price").text == "$26.50"
+    name = browser.find_element(By.CSS_SELECTOR, "h1").text
     title = chart.find_element(By.CSS_SELECTOR, "title").get_attribute("textContent")
-    assert title == f"Price history of {SKU} at 3 shops"
+    assert title == f"Price history of {name} at 3 shops"
+
+
+def test_the_ornament_page_names_its_cheapest_offer(browser, site) -> None:
+    """The ornament page as a collector reads it: its item number, each offer's condition, and
+    the cheapest offer in stock, which is the cheapest in stock of the offers table."""
+    open_page(browser, f"{site}/sku/{SKU.lower()}")
+    facts = browser.find_element(By.CSS_SELECTOR, "p.facts").text
+    assert SKU in facts and str(YEAR) in facts
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.offers tbody tr")
+    conditions = {row.find_element(By.CSS_SELECTOR, "td.condition").text for row in rows}
+    assert conditions <= {"boxed", "no box", "no tag", "damaged box"} and conditions
+    in_stock = [
+        row.find_element(By.CSS_SELECTOR, "td.price").text
+        for row in rows
+        if row.find_element(By.CSS_SELECTOR, ".stock").text in ("in stock", "pre-order")
+    ]
+    cheapest = browser.find_element(By.CSS_SELECTOR, "dl.best .cheapest dd a.price").text
+    assert cheapest == min(in_stock, key=lambda price: float(price.strip("$").replace(",", "")))
 
 
 def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
@@ -270,10 +304,12 @@ def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
         for vendor in VENDORS:
             cell = row.find_element(By.CSS_SELECTOR, f'td.offer-cell[data-vendor="{vendor}"]')
             stock = [s.text for s in cell.find_elements(By.CSS_SELECTOR, ".stock")]
-            assert stock == (["in stock"] if vendor == OS else []), (vendor, row.text)
-        sku = row.find_element(By.CSS_SELECTOR, "td.sku").text
-        found.add(sku if sku != "—" else row.find_element(By.CSS_SELECTOR, "td a").text)
-        assert row.find_elements(By.CSS_SELECTOR, "td")[1].text == str(YEAR)
+            if vendor == OS:  # its best offer boxed, and without the box if it has one
+                assert stock and set(stock) == {"in stock"}, row.text
+            else:
+                assert stock == [], (vendor, row.text)
+        link = row.find_element(By.CSS_SELECTOR, "td a").get_attribute("href")
+        found.add(link.removeprefix(site))
     assert found == crawled.in_stock_at_os
     # Then a word of one of the names, with the other filters kept.
     word = rows[0].find_element(By.CSS_SELECTOR, "td a").text.split()[-1]
@@ -287,7 +323,7 @@ def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
     assert names and all(word.lower() in found_name.lower() for found_name in names)
 
 
-def test_product_page_screenshot(browser, site, tmp_path) -> None:
+def test_ornament_page_screenshot(browser, site, tmp_path) -> None:
     open_page(browser, f"{site}/sku/{SKU}")
     screenshot = tmp_path / "product-page.png"
     assert browser.save_screenshot(str(screenshot))

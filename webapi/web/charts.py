@@ -70,6 +70,7 @@ class Series:
     prices: Sequence[PricePoint]
     stock: Sequence[StockPoint]
     style: int = 0  # colour and marker: the shop's place in the list of shops
+    hollow: bool = False  # hollow markers, a thinner line: an offer without its box (or tag)
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class DrawnSeries:
     points: list[Point]
     bands: list[Band]  # stock-outs, drawn in the series' lane
     lane_y: float
+    hollow: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class LegendEntry:
     label: str
     style: int | None  # None: the "out of stock" sample
     marker: str | None
+    hollow: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,20 +252,24 @@ def _draw(one: Series, end: datetime, x_of, y_of, bottom: float, lane_y: float) 
             for begin, finish in _stock_outs(one, end)
         ],
         lane_y=lane_y,
+        hollow=one.hollow,
     )
 
 
 def _legend(series: Sequence[Series], left: float, right: float) -> list[LegendEntry]:
     """Entries left to right, wrapping onto a new row where the next one would not fit."""
-    entries = [(one.label, one.style, MARKERS[one.style % len(MARKERS)]) for one in series]
-    entries.append(("out of stock", None, None))
+    entries: list[tuple[str, int | None, str | None, bool]] = [
+        (one.label, one.style, MARKERS[one.style % len(MARKERS)], one.hollow) for one in series
+    ]
+    entries.append(("out of stock", None, None, False))
     laid: list[LegendEntry] = []
     x, row = left, 0
-    for label, style, marker in entries:
+    for label, style, marker, hollow in entries:
         width = 36 + len(label) * _CHAR_WIDTH
         if x > left and x + width > right:
             x, row = left, row + 1
-        laid.append(LegendEntry(x, LEGEND_ROW / 2 + row * LEGEND_ROW, label, style, marker))
+        y = LEGEND_ROW / 2 + row * LEGEND_ROW
+        laid.append(LegendEntry(x, y, label, style, marker, hollow))
         x += width + 12
     return laid
 

@@ -10,6 +10,12 @@ from christmas_spiders.storage import history
 
 _SYMBOLS = {"USD": "$", "CAD": "CA$", "AUD": "A$", "EUR": "€", "GBP": "£"}
 STOCK = {"available": "in stock", "preorder": "pre-order", "unavailable": "out of stock"}
+CONDITIONS = {
+    "boxed": "boxed",
+    "no_box": "no box",
+    "no_tag": "no tag",
+    "damaged_box": "damaged box",
+}
 
 
 def money(price: Decimal | str | None, currency: str = "USD") -> str:
@@ -41,6 +47,16 @@ def iso(moment: datetime) -> str:
 
 def stock(availability: str | None) -> str:
     return "delisted" if availability is None else STOCK.get(availability, availability)
+
+
+def condition_text(condition: str | None) -> str:
+    """An offer's condition in words ("no box"); a listing not linked counts as boxed."""
+    return CONDITIONS.get(condition or "boxed", condition or "boxed")
+
+
+def numbers(found: list[int]) -> str:
+    """Series numbers as a collector writes them: "#3, #7"."""
+    return ", ".join(f"#{number}" for number in found)
 
 
 def _percent(old: str | None, new: str | None) -> str:

@@ -18,8 +18,9 @@ from sqlalchemy.engine import Connection, Row
 from christmas_spiders.arguments import ArgumentError, parse_years
 from christmas_spiders.domain import PRICE_DROP, RESTOCK, STOCK_EVENTS
 from christmas_spiders.storage import history
-from christmas_spiders.storage.schema import crawl_runs, product_changes, products
+from christmas_spiders.storage.schema import crawl_runs, ornaments, product_changes, products
 from christmas_spiders.storage.schema import vendors as vendor_table
+from webapi.ornament_queries import BOXED, sku_offers
 from webapi.product_queries import OFFER_ORDER, filtered, product_rows
 
 _p = products.c
@@ -30,9 +31,11 @@ EVENTS = (PRICE_DROP, RESTOCK)  # the events the changes page shows
 
 
 def _ornament_key(columns) -> sa.ColumnElement[str]:
-    """What makes listings one ornament: the SKU; a listing without one stands alone."""
+    """What makes listings one ornament: their ornament; a listing the rules could not link
+    stands alone."""
     # A literal, not a bound value: the expression is repeated in GROUP BY and ORDER BY.
-    return sa.func.coalesce(columns.sku, sa.func.concat(sa.literal_column("'#'"), columns.id))
+    alone = sa.func.concat(sa.literal_column("'#'"), columns.id)
+    return sa.func.coalesce(sa.cast(columns.ornament_id, sa.Text), alone)
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -40,62 +43,95 @@ def _ornament_key(columns) -> sa.ColumnElement[str]:
 
 @dataclass(frozen=True)
 class Ornament:
-    """One search result: the matching listings of one SKU (or one listing without a SKU)."""
+    """One search result: an ornament (or a listing the rules could not link) and its matching
+    listings."""
 
     key: str
-    sku: str | None
+    ornament_id: int | None
+    item_number: str | None  # the ornament's; a SKU for a listing not linked
     name: str
-    release_year: int
+    year: int
     series: str | None
+    series_number: int | None
     offers: list[Row] = field(default_factory=list)  # in OFFER_ORDER
 
-    def offers_at(self, vendor: str) -> list[Row]:
-        return [offer for offer in self.offers if offer.vendor == vendor]
+    def best_at(self, vendor: str) -> list[Row]:
+        """The shop's best offer in each condition (boxed first): the first in OFFER_ORDER."""
+        best: dict[str, Row] = {}
+        for offer in self.offers:
+            if offer.vendor == vendor:
+                best.setdefault(offer.condition or BOXED, offer)
+        return sorted(best.values(), key=lambda offer: (offer.condition or BOXED) != BOXED)
 
 
 def search(
-    connection: Connection, filters: Mapping[str, Any], page: int, per_page: int
+    connection: Connection,
+    filters: Mapping[str, Any],
+    page: int,
+    per_page: int,
+    sku: str | None = None,
 ) -> tuple[list[Ornament], bool]:
     """One page of ornaments with a listing that matches `filters` (the filters of
-    /v1/products), newest release year first, then by name; and whether a next page exists.
+    /v1/products) and `sku` in any form (ornament_queries.sku_offers), newest year first, then
+    by name; and whether a next page exists.
 
     Each ornament carries its matching listings only, cheapest in stock first.
     """
-    matching = filtered(dict(filters)).subquery()
+    query = filtered(dict(filters))
+    if sku is not None:
+        query = query.where(sku_offers(sku))
+    matching = query.subquery()
     key = _ornament_key(matching.c)
-    year, name = sa.func.max(matching.c.release_year), sa.func.min(matching.c.name)
+    _o = ornaments.c
+    year = sa.func.coalesce(sa.func.max(_o.year), sa.func.max(matching.c.release_year))
+    name = sa.func.coalesce(sa.func.min(_o.name), sa.func.min(matching.c.name))
     found = connection.execute(
         sa.select(
             key.label("key"),
-            sa.func.min(matching.c.sku).label("sku"),
+            sa.func.min(matching.c.ornament_id).label("ornament_id"),
+            sa.func.coalesce(sa.func.min(_o.item_number), sa.func.min(matching.c.sku)).label(
+                "item_number"
+            ),
             name.label("name"),
-            year.label("release_year"),
-            sa.func.min(matching.c.series).label("series"),
+            year.label("year"),
+            sa.func.coalesce(sa.func.min(_o.series), sa.func.min(matching.c.series)).label(
+                "series"
+            ),
+            sa.func.coalesce(
+                sa.func.min(_o.series_number), sa.func.min(matching.c.series_number)
+            ).label("series_number"),
         )
+        .select_from(matching.outerjoin(ornaments, _o.id == matching.c.ornament_id))
         .group_by(key)
         .order_by(year.desc(), name, key)
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
     ).all()
-    ornaments = {row.key: Ornament(**row._mapping) for row in found[:per_page]}
-    if ornaments:
-        offers = filtered(dict(filters)).where(_ornament_key(_p).in_(list(ornaments)))
+    results = {row.key: Ornament(**row._mapping) for row in found[:per_page]}
+    if results:
+        offers = query.where(_ornament_key(_p).in_(list(results)))
         for offer in connection.execute(offers.order_by(*OFFER_ORDER)):
-            ornaments[_key_of(offer)].offers.append(offer)
-    return list(ornaments.values()), len(found) > per_page
+            results[_key_of(offer)].offers.append(offer)
+    return list(results.values()), len(found) > per_page
 
 
 def _key_of(row: Row) -> str:
-    return row.sku if row.sku is not None else f"#{row.id}"
+    return str(row.ornament_id) if row.ornament_id is not None else f"#{row.id}"
 
 
 # --- one SKU, one product --------------------------------------------------------------------
 
 
-def sku_offers(connection: Connection, sku: str) -> list[Row]:
-    """Every listing of a SKU (exact, as stored: trimmed and upper-case), delisted ones
+def sku_listings(connection: Connection, sku: str) -> list[Row]:
+    """Every listing with exactly this SKU (as stored: trimmed and upper-case), delisted ones
     included, in OFFER_ORDER, each with its shop's `vendor_name`."""
     return connection.execute(product_rows().where(_p.sku == sku).order_by(*OFFER_ORDER)).all()
+
+
+def ornament_offers(connection: Connection, ornament_id: int) -> list[Row]:
+    """Every offer of an ornament, delisted ones included, in OFFER_ORDER (product rows)."""
+    query = product_rows().where(_p.ornament_id == ornament_id).order_by(*OFFER_ORDER)
+    return connection.execute(query).all()
 
 
 def product(connection: Connection, product_id: int) -> Row | None:

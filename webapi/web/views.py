@@ -1,4 +1,5 @@
-"""The blueprint and its pages: search, one SKU (or one product), recent changes, crawl status.
+"""The blueprint and its pages: search, recent changes, crawl status; one SKU and one listing
+lead to their ornament's page (`ornament_pages`: ornaments and series).
 
 Every page is a GET whose query string is validated like the API's (`forms`); the key setting
 and the security headers (`security`) and the error pages (`error_pages`) are registered here.
@@ -14,7 +15,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from christmas_spiders.storage import history
 from christmas_spiders.vendors import VENDORS
-from webapi import db, schemas
+from webapi import db, ornament_queries, schemas
 from webapi.web import error_pages, formatting, queries, security
 from webapi.web.forms import MAX_SKU, ChangesArgs, SearchArgs, arguments, page_url
 from webapi.web.offer_history import WINDOWS, offer_history
@@ -42,14 +43,16 @@ def search():
     """Search by name, SKU, series, year, shop; in stock only; each shop's current price."""
     args = arguments(SearchArgs())
     filters: dict[str, Any] = {}
-    for name, key in (("q", "q"), ("sku", "sku"), ("series", "series"), ("year", "release_year")):
+    for name, key in (("q", "q"), ("series", "series"), ("year", "release_year")):
         if name in args:
             filters[key] = args[name]
     if "shop" in args:
         filters["vendor"] = [args["shop"]]
     if args["in_stock"]:
         filters["availability"] = ["available"]
-    ornaments, more = queries.search(db.reader(), filters, args["page"], PER_PAGE)
+    ornaments, more = queries.search(
+        db.reader(), filters, args["page"], PER_PAGE, sku=args.get("sku")
+    )
     page = args["page"]
     return render_template(
         "web/search.html",
@@ -64,15 +67,22 @@ def search():
 
 @blueprint.get("/sku/<path:sku>")
 def sku_page(sku: str):
-    """Every shop's offer of one SKU, its price history and its changes."""
+    """A SKU in any form: its ornament's page, or the search for it when Hallmark used its item
+    number in several years; a listing the rules could not link has a page of its own."""
     arguments(schemas.Query())
     wanted = sku.strip().upper()
     if not wanted or len(wanted) > MAX_SKU or not wanted.isprintable():
         raise _bad_sku(sku)
-    offers = queries.sku_offers(db.reader(), wanted)
-    if not offers:
+    connection = db.reader()
+    found = connection.execute(ornament_queries.sku_ornament_ids(wanted)).scalars().all()
+    if len(found) == 1:
+        return redirect(url_for("web.ornament_page", ornament_id=found[0]))
+    if found:
+        return redirect(url_for("web.search", sku=wanted))
+    listings = queries.sku_listings(connection, wanted)
+    if not listings:
         raise NotFound(f"No ornament has the SKU {wanted!r}.")
-    return _product_page(offers, sku=wanted)
+    return listing_page(listings)
 
 
 def _bad_sku(sku: str) -> BadRequest:
@@ -84,26 +94,30 @@ def _bad_sku(sku: str) -> BadRequest:
 
 @blueprint.get("/products/<int:product_id>")
 def product_page(product_id: int):
-    """One listing; a listing with a SKU is shown on its SKU's page, beside the other shops."""
+    """One listing: shown on its ornament's page, beside the other shops' offers; a listing the
+    rules could not link has a page of its own."""
     arguments(schemas.Query())
     found = queries.product(db.reader(), product_id) if product_id <= schemas.BIGINT_MAX else None
     if found is None:
         raise NotFound(f"No product {product_id}.")
-    if found.sku:
-        return redirect(url_for("web.sku_page", sku=found.sku, _anchor=f"offer-{found.id}"))
-    return _product_page([found], sku=None)
+    if found.ornament_id is not None:
+        return redirect(
+            url_for("web.ornament_page", ornament_id=found.ornament_id, _anchor=f"offer-{found.id}")
+        )
+    return listing_page([found])
 
 
-def _product_page(offers: list, sku: str | None):
+def listing_page(offers: list):
+    """Listings not linked to an ornament (rows of queries.product or sku_listings)."""
     connection = db.reader()
     ids = [offer.id for offer in offers]
     histories = history.product_histories(connection, ids)
-    page = offer_history(offers, histories, datetime.now(UTC), sku)
+    first = offers[0]
+    page = offer_history(offers, histories, datetime.now(UTC), first.sku or first.name)
     changes, _ = queries.recent_changes(connection, limit=PRODUCT_CHANGES, product_ids=ids)
     return render_template(
         "web/product.html",
-        sku=sku,
-        first=offers[0],
+        first=first,
         offers=page.offers,
         chart=page.chart,
         overall=page.overall,
@@ -157,3 +171,5 @@ blueprint.add_app_template_filter(formatting.iso, "iso")
 blueprint.add_app_template_filter(formatting.stock, "stock")
 blueprint.add_app_template_filter(formatting.change_text, "change_text")
 blueprint.add_app_template_filter(formatting.run_target, "run_target")
+blueprint.add_app_template_filter(formatting.condition_text, "condition")
+blueprint.add_app_template_filter(formatting.numbers, "numbers")
