@@ -153,15 +153,16 @@ def _print_recorded(engine: Engine, after: int) -> str:
 
 
 def _print_next_steps(example: str) -> None:
+    web = "http://127.0.0.1:5000"
     print(
-        "Look at it, in another terminal (after `. .venv/bin/activate`):\n"
-        "  flask --app webapi run               # the web view: http://127.0.0.1:5000/changes,\n"
-        f"                                       # http://127.0.0.1:5000{example}, /runs\n"
-        "  KEY=$(flask --app webapi keys create me)   # an API key (printed once), then:\n"
-        '  curl -s -H "Authorization: Bearer $KEY" '
-        "'http://127.0.0.1:5000/v1/changes?event=price_drop'\n"
-        "Ctrl-C stops flask; nothing else is left running. `make demo` again: another day.\n"
-        "`make demo-up`: the whole system live, the shops moving every few minutes.",
+        "Look at it, in a shell where `. .venv/bin/activate` has run:\n"
+        "  flask --app webapi run    # the web view; Ctrl-C stops it (nothing else runs)\n"
+        f"  {web}/changes  {web}{example}  {web}/runs\n"
+        "and the API, in a second shell, with a key of your own:\n"
+        "  KEY=$(flask --app webapi keys create me | tail -n 1)\n"
+        f"  curl -s -H \"Authorization: Bearer $KEY\" '{web}/v1/changes?event=price_drop'\n"
+        "`make demo` again: another day. `make demo-up`: the whole system live, the shops\n"
+        "moving every 90 s, alerts as they come; Ctrl-C stops it.",
         flush=True,
     )
 
