@@ -228,6 +228,7 @@ def test_a_restart_finds_the_same_jobs_with_the_same_next_run_times(
     assert set(before) == {jobs.sync_id(OS, year) for year in years} | {
         jobs.years_id(OS),
         jobs.stale_id(OS),
+        jobs.quick_id(OS),
     }
     assert first.stop() == 0
 
