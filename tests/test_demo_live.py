@@ -128,3 +128,29 @@ def test_a_price_drop_travels_from_the_shop_to_an_alert_and_sigterm_stops_everyt
     assert _marked(mark) == [], "processes left behind"
     pid_file = embedded_data_dir / "postgres" / "postmaster.pid"
     _wait(lambda: not pid_file.exists(), "the embedded server to stop with its last user", 30)
+
+
+def test_make_up_says_first_that_it_crawls_the_live_shops() -> None:
+    """bin/up without a `vendors` configuration: its first lines name the live shops (and the
+    missing contact), before anything starts; here the release then fails at once (no
+    database on port 9), which ends it."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CHRISTMAS_", "DATABASE_", "REDIS_")) and name not in ("ENV",)
+    }
+    env.update(
+        DATABASE_URL="postgresql://postgres@127.0.0.1:9/none", REDIS_URL="redis://127.0.0.1:9"
+    )
+    result = subprocess.run(
+        ["bin/up"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert lines[0].startswith(
+        "up        | shops: the LIVE shops (https://www.hookedonhallmark.com, "
+        "https://www.ornament-shop.com, https://www.hallmarkornaments.com)"
+    ), result.stdout
+    assert "`make demo-up` runs everything against the local replica" in lines[0]
+    assert lines[1].startswith("up        | shops: contact_url is not set"), result.stdout
+    assert "up        | the release command failed" in lines
