@@ -6,7 +6,10 @@ is linked as the replica's truth says. On the real PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -338,6 +341,24 @@ def test_relink_puts_links_right_records_each_move_and_is_idempotent(engine: Eng
     again = relink(engine)
     assert (again.products, again.relinked) == (0, 0)
     assert len(relinked_rows(engine)) == 1
+
+
+def test_relink_command_says_what_it_changed(engine: Engine, database_url: str) -> None:
+    store(engine, [item(HOOH, 1, "2005 Jolly Old Elf", "QX2175", 2005)])
+    with engine.begin() as connection:
+        connection.execute(sa.update(products).values(ornament_id=None))
+    env = {
+        "ENV": "",
+        "CONFIG_PATH": str(PROJECT_ROOT / "config" / "default.json"),
+        "DATABASE_URL": database_url,
+    }
+    command = [sys.executable, "-m", "christmas_spiders.catalog", "relink"]
+    result = subprocess.run(
+        command, cwd=PROJECT_ROOT, env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "relinked: 1 product(s) changed (1 linked for the first time" in result.stdout
+    assert links(engine)[HOOH, "1"][0] is not None
 
 
 # --- a real crawl of the replica ----------------------------------------------------------------
