@@ -4,8 +4,9 @@ them (docs/scale-out.md; the Redis side is ``run``: ``take``, ``release``, ``giv
 A request is *done* when the engine no longer works on it — downloaded and parsed, its new
 requests pushed to the shared queue, its items through the pipelines — or it failed for good,
 or a downloader middleware replaced it with another request (a retry, a redirect), which went
-to the shared queue. Its items may still wait in the store pipeline's buffer, so a lease is
-released only after that buffer has been written: a worker killed at any moment leaves every
+to the shared queue. Its items may still wait in the store pipeline's buffer (and, in a quick
+sync, the products a listing showed unchanged wait to be marked synced), so a lease is
+released only after those have been written: a worker killed at any moment leaves every
 request it took either stored or leased, and a lease it cannot renew puts the request back in
 the queue. Storing a product twice is harmless (an upsert on the product's key).
 """
