@@ -901,13 +901,13 @@ def _statements(client: FlaskClient, url: str) -> list[str]:
 
 def test_history_and_sku_view_read_every_offer_in_one_query(client) -> None:
     """Statements per request, not per offer: a SKU at three shops costs what one product does
-    (the product rows with their last change, then the history rows of all of them), and one
-    more for its ornaments."""
+    (the product rows with their last change, then the history rows of all of them), after one
+    for its ornaments."""
     get(client, "/v1/vendors")  # the key is checked (then trusted a few seconds) and its use noted
     one = _statements(client, "/v1/products/1/history")
     three = _statements(client, "/v1/skus/QX1001")
     assert len(one) == 2 and len(three) == 3, (one, three)
-    assert three.pop(1).startswith("SELECT ornaments.")
+    assert three.pop(0).startswith("SELECT ornaments.")  # the SKU's ornaments, then their offers
     for statements in (one, three):
         assert statements[0].startswith("SELECT products.")
         assert "FROM product_changes \nWHERE product_changes.product_id IN" in statements[1]

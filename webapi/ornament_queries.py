@@ -49,10 +49,17 @@ def sku_ornament_ids(sku: str) -> sa.Select:
     return sa.union(sa.select(_o.id).where(_o.item_number == number), by_listing)
 
 
-def sku_offers(sku: str) -> sa.ColumnElement[bool]:
-    """Products that are offers of a SKU's ornaments, or listings with exactly this SKU (one
-    the rules could not link is still found by it)."""
-    return sa.or_(_p.ornament_id.in_(sku_ornament_ids(sku)), _p.sku == wanted_sku(sku))
+def sku_ornaments(connection: Connection, sku: str) -> list[Row]:
+    """The ornaments of a SKU in any form (sku_ornament_ids), newest year first."""
+    query = sa.select(ornaments).where(_o.id.in_(sku_ornament_ids(sku)))
+    return connection.execute(query.order_by(_o.year.desc(), _o.id)).all()
+
+
+def sku_offers(sku: str, ornament_ids: Collection[int]) -> sa.ColumnElement[bool]:
+    """Products that are offers of a SKU's ornaments (`ornament_ids`, found first: an OR with a
+    subquery would read every product), or listings with exactly this SKU (one the rules could
+    not link is still found by it)."""
+    return sa.or_(_p.ornament_id.in_(sorted(ornament_ids)), _p.sku == wanted_sku(sku))
 
 
 def filtered(args: Mapping[str, Any]) -> sa.Select:

@@ -10,7 +10,7 @@ from flask_smorest import abort
 from christmas_spiders.catalog import rules
 from christmas_spiders.storage.schema import ornaments, products
 from webapi import db, product_history, schemas, v1
-from webapi.ornament_queries import sku_offers, wanted_sku
+from webapi.ornament_queries import sku_offers, sku_ornaments, wanted_sku
 from webapi.ornaments import offer_moments, summary
 from webapi.product_queries import OFFER_ORDER, product_rows
 
@@ -41,21 +41,17 @@ def get_sku(args: dict[str, Any], sku: str):
     if not wanted or len(wanted) > _MAX_SKU or not wanted.isprintable():
         abort(404, message=f"no product has the SKU {sku!r}.")
     connection = db.reader()
+    found = sku_ornaments(connection, wanted)
     query = (
         product_rows()
         .add_columns(_o.year.label("ornament_year"))
         .outerjoin(ornaments, _o.id == _p.ornament_id)
-        .where(sku_offers(wanted))
+        .where(sku_offers(wanted, [ornament.id for ornament in found]))
         .order_by(sa.desc(_o.year).nulls_last(), _p.ornament_id, *OFFER_ORDER)
     )
     rows = connection.execute(query).all()
     if not rows:
         abort(404, message=f"no product has the SKU {wanted!r}.")
-    ids = sorted({row.ornament_id for row in rows if row.ornament_id is not None})
-    found = []
-    if ids:
-        query = sa.select(ornaments).where(_o.id.in_(ids)).order_by(_o.year.desc(), _o.id)
-        found = connection.execute(query).all()
     histories = product_history.product_histories(
         connection,
         [row.id for row in rows],

@@ -20,7 +20,7 @@ from christmas_spiders.domain import PRICE_DROP, RESTOCK, STOCK_EVENTS
 from christmas_spiders.storage import history
 from christmas_spiders.storage.schema import crawl_runs, ornaments, product_changes, products
 from christmas_spiders.storage.schema import vendors as vendor_table
-from webapi.ornament_queries import BOXED, sku_offers
+from webapi.ornament_queries import BOXED, sku_offers, sku_ornament_ids
 from webapi.product_queries import OFFER_ORDER, filtered, product_rows
 
 _p = products.c
@@ -30,12 +30,10 @@ _r = crawl_runs.c
 EVENTS = (PRICE_DROP, RESTOCK)  # the events the changes page shows
 
 
-def _ornament_key(columns) -> sa.ColumnElement[str]:
+def _ornament_key(columns) -> sa.ColumnElement[int]:
     """What makes listings one ornament: their ornament; a listing the rules could not link
-    stands alone."""
-    # A literal, not a bound value: the expression is repeated in GROUP BY and ORDER BY.
-    alone = sa.func.concat(sa.literal_column("'#'"), columns.id)
-    return sa.func.coalesce(sa.cast(columns.ornament_id, sa.Text), alone)
+    stands alone (its product id, negated: ids are positive)."""
+    return sa.func.coalesce(columns.ornament_id, -columns.id)
 
 
 # --- search ---------------------------------------------------------------------------------
@@ -46,7 +44,7 @@ class Ornament:
     """One search result: an ornament (or a listing the rules could not link) and its matching
     listings."""
 
-    key: str
+    key: int  # the ornament's id; a listing not linked: its product id, negated
     ornament_id: int | None
     item_number: str | None  # the ornament's; a SKU for a listing not linked
     name: str
@@ -79,31 +77,39 @@ def search(
     """
     query = filtered(dict(filters))
     if sku is not None:
-        query = query.where(sku_offers(sku))
+        found = connection.execute(sku_ornament_ids(sku)).scalars().all()
+        query = query.where(sku_offers(sku, found))
     matching = query.subquery()
     key = _ornament_key(matching.c)
-    _o = ornaments.c
-    year = sa.func.coalesce(sa.func.max(_o.year), sa.func.max(matching.c.release_year))
-    name = sa.func.coalesce(sa.func.min(_o.name), sa.func.min(matching.c.name))
-    found = connection.execute(
+    # Grouped first, then joined to the ornaments: one join per result, not per listing.
+    grouped = (
         sa.select(
             key.label("key"),
             sa.func.min(matching.c.ornament_id).label("ornament_id"),
-            sa.func.coalesce(sa.func.min(_o.item_number), sa.func.min(matching.c.sku)).label(
-                "item_number"
-            ),
+            sa.func.min(matching.c.sku).label("sku"),
+            sa.func.min(matching.c.name).label("name"),
+            sa.func.max(matching.c.release_year).label("year"),
+            sa.func.min(matching.c.series).label("series"),
+            sa.func.min(matching.c.series_number).label("series_number"),
+        )
+        .group_by(key)
+        .subquery()
+    )
+    _o = ornaments.c
+    year = sa.func.coalesce(_o.year, grouped.c.year)
+    name = sa.func.coalesce(_o.name, grouped.c.name)
+    found = connection.execute(
+        sa.select(
+            grouped.c.key,
+            grouped.c.ornament_id,
+            sa.func.coalesce(_o.item_number, grouped.c.sku).label("item_number"),
             name.label("name"),
             year.label("year"),
-            sa.func.coalesce(sa.func.min(_o.series), sa.func.min(matching.c.series)).label(
-                "series"
-            ),
-            sa.func.coalesce(
-                sa.func.min(_o.series_number), sa.func.min(matching.c.series_number)
-            ).label("series_number"),
+            sa.func.coalesce(_o.series, grouped.c.series).label("series"),
+            sa.func.coalesce(_o.series_number, grouped.c.series_number).label("series_number"),
         )
-        .select_from(matching.outerjoin(ornaments, _o.id == matching.c.ornament_id))
-        .group_by(key)
-        .order_by(year.desc(), name, key)
+        .select_from(grouped.outerjoin(ornaments, _o.id == grouped.c.ornament_id))
+        .order_by(year.desc(), name, grouped.c.key)
         .offset((page - 1) * per_page)
         .limit(per_page + 1)
     ).all()
@@ -115,8 +121,8 @@ def search(
     return list(results.values()), len(found) > per_page
 
 
-def _key_of(row: Row) -> str:
-    return str(row.ornament_id) if row.ornament_id is not None else f"#{row.id}"
+def _key_of(row: Row) -> int:
+    return row.ornament_id if row.ornament_id is not None else -row.id
 
 
 # --- one SKU, one product --------------------------------------------------------------------
