@@ -101,6 +101,11 @@ _SERIES_NUMBER: tuple[re.Pattern[str], ...] = (
     re.compile(rf"{_NUMBER_SIGN}(?P<number>\d{{1,3}})\b"),  # "#46", "No. 46"
     re.compile(r"\b(?P<number>\d{1,3})\s*(?:st|nd|rd|th)$"),  # "1998 A Pony for Christmas 1st"
 )
+# Cheap first looks: a name none of these finds has no condition, flag or series number words
+# (most names), and is spared the patterns one by one. Each finds whatever its patterns find.
+_ANY_CONDITION = re.compile("|".join(pattern.pattern for _, pattern in _CONDITION_WORDS))
+_ANY_FLAG = re.compile("|".join(pattern.pattern for _, pattern in _FLAG_WORDS))
+_ANY_SERIES_NUMBER = re.compile(r"series|#|\bno\.|\bnumber\s|\d\s*(?:st|nd|rd|th)$")
 # What shops add: the maker, the line, the licence label before Disney characters, articles.
 _SHOP_WORDS = frozenset(
     {"hallmark", "keepsake", "ornament", "ornaments", "series", "disney", "a", "an", "the"}
@@ -222,17 +227,19 @@ def parse_name(name: str, release_year: int | None = None) -> NameParts:
     """
     text = fold(name)
     condition = BOXED
-    for value, pattern in reversed(_CONDITION_WORDS):  # the first rule in the list wins
+    conditions = _CONDITION_WORDS if _ANY_CONDITION.search(text) else ()
+    for value, pattern in reversed(conditions):  # the first rule in the list wins
         match, text = _take(pattern, text)
         if match and value != BOXED:
             condition = value
     series_number = None
-    for pattern in _SERIES_NUMBER:
+    text = text.strip(" -–—,.;:()")
+    for pattern in _SERIES_NUMBER if _ANY_SERIES_NUMBER.search(text) else ():
         match, text = _take(pattern, text.strip(" -–—,.;:()"))
         if match and series_number is None:
             series_number = int(match.group("number"))
     flags = set()
-    for flag, pattern in _FLAG_WORDS:
+    for flag, pattern in _FLAG_WORDS if _ANY_FLAG.search(text) else ():
         match, text = _take(pattern, text)
         if match:
             flags.add(flag)
