@@ -210,7 +210,9 @@ def database_rows(session: Session, items: list[dict[str, Any]], truth: list[Has
 
 
 def measure_rows(
-    session: Session | None, quick: bool, detail: Callable[[str, str], None] | None = None
+    quick: bool,
+    detail: Callable[[str, str], None] | None = None,
+    session: Session | None = None,
 ) -> list[Row]:
     """The figure's rows; the database rows only with a `session` (its PostgreSQL)."""
     labelled = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
@@ -273,7 +275,7 @@ def measure_rows(
 def measure(session: Session) -> list[Row]:
     """The hook `python -m bench` calls (bench/__main__.py figure_functions)."""
     return measure_rows(
-        session, session.quick, lambda title, text: session.detail(FIGURE, title, text)
+        session.quick, lambda title, text: session.detail(FIGURE, title, text), session
     )
 
 
