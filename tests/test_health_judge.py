@@ -121,3 +121,12 @@ def test_thresholds_are_configuration() -> None:
     assert str(error.value) == (
         "CHRISTMAS_HEALTH_MAX_VANISHED_SHARE must be between 0.0 and 1.0, not 2.0."
     )
+
+
+def test_values_lost_on_the_pages_read_are_weighed_against_those_pages_only() -> None:
+    """A quick sync read 4 pages and confirmed 36 products from their tiles: 3 of the 4 pages
+    lost their price, which the 36 stored prices must not dilute."""
+    counts = {2019: year(40, price=37) | {"confirmed/field/price": 36}}
+    verdict = judge(run(counts, vanished={"price": 3}), HEALTHY, DEFAULTS)
+    assert verdict.reasons == ["price gone from 3 of 4 products that had one"]
+    assert verdict.collapsed == {"price"}

@@ -130,6 +130,12 @@ class HealthPipeline:
     def products_confirmed(self, products: list[dict[str, Any]]) -> None:
         for fields in products:
             self._count(fields)
+            # Apart too: their fields are the stored ones, so they say nothing of what pages
+            # lost (judge: values that vanished are weighed against the pages read).
+            counts = self.counts[_year(fields.get("release_year"))]
+            for name in FIELDS:
+                if _present(fields.get(name)):
+                    counts[f"confirmed/field/{name}"] += 1
 
     def page_skipped(self, reason: str, year: int | None, url: str) -> None:
         if reason not in _UNREADABLE:

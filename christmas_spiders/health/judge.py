@@ -184,9 +184,11 @@ def _coverage(
 
 
 def _vanished(run: Run, years: list[int], thresholds: Thresholds, verdict: Verdict) -> None:
-    """Of the products that had a field, the share whose page no longer shows it."""
+    """Of the products whose page was read and had a field, the share whose page no longer
+    shows it (a quick sync's products confirmed from their listing tile are left out)."""
     for name, lost in sorted(run.vanished.items()):
         shown = _sum(run.counts, years, f"field/{name}")
+        shown -= _sum(run.counts, years, f"confirmed/field/{name}")
         if lost and lost / (lost + shown) > thresholds.max_vanished_share:
             if name in verdict.collapsed:
                 continue  # its coverage already said so
