@@ -125,6 +125,39 @@ def _year_names(connection: Connection, years: Collection[int]) -> dict[int, Yea
     return found
 
 
+def _reached(
+    connection: Connection, batch: dict[int, Member], old_years: dict[int, int]
+) -> set[int]:
+    """The stored ornaments whose links the batch can change: per year, those near its
+    listings' names (and their own keys), and those its products leave."""
+    years = {m.listing.year for m in batch.values() if m.listing} | set(old_years.values())
+    names = _year_names(connection, years)
+    reached: set[int] = set()
+    for year in years:
+        seeds = [m.listing for m in batch.values() if m.listing and m.listing.year == year]
+        keys = [names[year].by_key.get(ornament_key(listing)) for listing in seeds]
+        left = [batch[pid].ornament_id for pid, old in old_years.items() if old == year]
+        reached |= names[year].neighbourhood(
+            [(listing.name, listing.item_number is None) for listing in seeds],
+            [found for found in keys + left if found is not None],
+        )
+    return reached
+
+
+def _link_by_year(members: Iterable[Member]) -> dict[int, Link]:
+    """product id → its link: `link_all` over each year's listings."""
+    by_year: defaultdict[int, list[Member]] = defaultdict(list)
+    for member in members:
+        if member.listing is not None:
+            by_year[member.listing.year].append(member)
+    links: dict[int, Link] = {}
+    for year_members in by_year.values():
+        year_members.sort(key=lambda member: member.product_id)
+        made = link_all([member.listing for member in year_members if member.listing])
+        links.update(zip((member.product_id for member in year_members), made, strict=True))
+    return links
+
+
 def link_products(connection: Connection, product_ids: Collection[int]) -> Written:
     """Link the stored products `product_ids` and re-link their neighbourhoods (module doc),
     inside the caller's transaction."""
@@ -135,36 +168,13 @@ def link_products(connection: Connection, product_ids: Collection[int]) -> Writt
     rows = connection.execute(query.where(products.c.id.in_(sorted(product_ids)))).all()
     batch = {row.id: parsed(row) for row in rows}
     old_years = {row.id: row.old_year for row in rows if row.old_year is not None}
-    years = {m.listing.year for m in batch.values() if m.listing} | set(old_years.values())
-    lock_years(connection, years)
-
-    names = _year_names(connection, years)
-    reached: set[int] = set()
-    for year in years:
-        seeds = [m for m in batch.values() if m.listing and m.listing.year == year]
-        keys = [names[year].by_key.get(ornament_key(m.listing)) for m in seeds if m.listing]
-        left = [batch[pid].ornament_id for pid, old in old_years.items() if old == year]
-        reached |= names[year].neighbourhood(
-            [(m.listing.name, m.listing.item_number is None) for m in seeds if m.listing],
-            [found for found in keys + left if found is not None],
-        )
+    new_years = {member.listing.year for member in batch.values() if member.listing}
+    lock_years(connection, new_years | set(old_years.values()))
+    reached = _reached(connection, batch, old_years)
     members = dict(batch)
     if reached:
-        query = (
-            sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS)
-            .select_from(SOURCE)
-            .where(products.c.ornament_id.in_(sorted(reached)))
-        )
-        for row in connection.execute(query):
-            if row.id not in batch:
+        query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).select_from(SOURCE)
+        for row in connection.execute(query.where(products.c.ornament_id.in_(sorted(reached)))):
+            if row.id not in members:
                 members[row.id] = stored(row)
-    links: dict[int, Link] = {}
-    by_year: defaultdict[int, list[Member]] = defaultdict(list)
-    for member in members.values():
-        if member.listing is not None:
-            by_year[member.listing.year].append(member)
-    for year_members in by_year.values():
-        year_members.sort(key=lambda member: member.product_id)
-        made = link_all([member.listing for member in year_members if member.listing])
-        links.update(zip((m.product_id for m in year_members), made, strict=True))
-    return write(connection, list(members.values()), links, reached)
+    return write(connection, list(members.values()), _link_by_year(members.values()), reached)
