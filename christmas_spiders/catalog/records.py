@@ -121,7 +121,17 @@ def stored(row: Any) -> Member:
     return Member.of(row, listing, None, fresh=False)
 
 
-_FORM_KEYS = {"ref", "year", "item_number", "words", "bare", "series", "series_number", "flags"}
+_FORM_KEYS = {
+    "ref",
+    "year",
+    "item_number",
+    "words",
+    "bare",
+    "series",
+    "series_number",
+    "flags",
+    "condition",
+}
 
 
 def _form(listing: Listing) -> dict[str, Any]:
