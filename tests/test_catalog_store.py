@@ -27,6 +27,7 @@ from christmas_spiders import config
 from christmas_spiders.catalog import rules
 from christmas_spiders.catalog.linker import link_all, listing_from_item
 from christmas_spiders.catalog.measure import pairwise_scores
+from christmas_spiders.catalog.records import YEAR_LOCK
 from christmas_spiders.catalog.relink import relink
 from christmas_spiders.storage import database
 from christmas_spiders.storage.products import upsert_products, vendor_key
@@ -265,11 +266,13 @@ def test_two_shops_storing_one_new_ornament_at_once_share_it(engine: Engine) -> 
             errors.append(error)
         second_done.set()
 
-    waiting = (
-        sa.select(sa.func.count())
-        .select_from(sa.table("pg_locks"))
-        .where(sa.text("locktype = 'advisory' AND NOT granted"))
-    )
+    # The second transaction waiting for the lock of 1994 in this database (pg_locks shows
+    # the whole server, where other tests run too).
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = :lock AND objid = 1994 AND objsubid = 2"
+    ).bindparams(lock=YEAR_LOCK)
     with engine.begin() as first:
         upsert_products(first, [item(HOOH, 1, "1994 Yuletide Central", "QX5316")])
         thread = threading.Thread(target=second)

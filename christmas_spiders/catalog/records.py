@@ -43,15 +43,15 @@ INPUT_COLUMNS = (
     "series",
     "series_number",
 )
-# pg_advisory_xact_lock(_YEAR_LOCK, year): one linking at a time per ornament year ("orn" in ASCII).
-_YEAR_LOCK = 0x6F726E
+# pg_advisory_xact_lock(YEAR_LOCK, year): one linking at a time per ornament year ("orn" in ASCII).
+YEAR_LOCK = 0x6F726E
 
 
 def lock_years(connection: Connection, years: Iterable[int]) -> None:
     """Take the transaction's lock on each ornament year, in order (no deadlock between two
     linkings): whoever links a year sees what the one before it committed."""
     for year in sorted(set(years)):
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_YEAR_LOCK, year)))
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(YEAR_LOCK, year)))
 
 
 @dataclass
