@@ -25,7 +25,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)  # a hang guard: ten figures on a shared, loaded machine
 def test_quick_bench_prints_every_figure(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(TEST_DATABASE_URL=ADMIN_URL, REDIS_URL=REDIS_URL)
@@ -38,13 +38,13 @@ def test_quick_bench_prints_every_figure(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=470,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = output.read_text()
     assert report == result.stdout.rstrip("\n") + "\n"
-    figures = re.findall(r"^\| (\d) \| ", report, flags=re.MULTILINE)
-    assert set(figures) == set("12345678"), figures
+    figures = re.findall(r"^\| (\d+) \| ", report, flags=re.MULTILINE)
+    assert set(figures) == set(runner.TITLES), figures
     assert "| failed |" not in report
     for heading in ("## Machine", "## Details", "versions", "Scrapy", "PostgreSQL", "Chromium"):
         assert heading in report
