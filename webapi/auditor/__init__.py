@@ -11,6 +11,6 @@
 * ``alerts``       — alert rules (price drop, below target, back in stock, listed, delisted);
 * ``events``       — the JSON and text of one delivered change;
 * ``state``        — the delivery state in PostgreSQL (cursors, the delivery log, pauses);
-* ``retry``        — backoff, and which database errors are worth waiting out;
+* ``retry``        — which database errors are worth waiting out (the waits: tenacity);
 * ``receiver``     — a reference webhook receiver (verifies signatures, records deliveries).
 """

@@ -10,6 +10,7 @@ is tried again after `auditor_pause_seconds` or at once with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -18,25 +19,29 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
 
 from christmas_spiders.config import Config, Subscriber
 from christmas_spiders.errors import one_line
+from christmas_spiders.retrying import Interrupted, backoff, failure, interruptible
 from christmas_spiders.storage.history import Change, change_feed
 from webapi.auditor import state, watch
 from webapi.auditor.alerts import NO_CATALOG, Catalog, alerts_for
 from webapi.auditor.events import Event
 from webapi.auditor.horizon import Horizon
-from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff
+from webapi.auditor.retry import TRANSIENT_DB_ERRORS
 from webapi.auditor.sinks import DeliveryFailed, Sink
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _MAX_RETRY_DELAY = 300.0
-
-
-class _Stopped(Exception):
-    """The worker is stopping; unwind the subscriber thread."""
 
 
 class SubscriberThread(threading.Thread):
@@ -63,23 +68,37 @@ class SubscriberThread(threading.Thread):
         self._active = active
         self._paused_at: datetime | None = None
         self._batch_size = subscriber.batch_size or config.auditor_batch_size
+        self._sleep = interruptible(stopping)  # raises Interrupted once the worker stops
+        # A bug must not end this subscriber's deliveries for good (nor anyone else's).
+        self._starting_over = Retrying(
+            retry=retry_if_exception(
+                lambda error: isinstance(error, Exception) and not isinstance(error, Interrupted)
+            ),
+            wait=backoff(1.0, 60.0, jitter=True),
+            sleep=self._sleep,
+            before_sleep=lambda state: logger.error(
+                "subscriber %s: unexpected error; starting over in %.0f s",
+                self.subscriber_name,
+                state.upcoming_sleep,
+                exc_info=failure(state),
+            ),
+        )
+        # The database (_db): retried forever while it is unreachable, until the worker stops.
+        self._transacting = Retrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            wait=backoff(0.2, 30.0, jitter=True),
+            sleep=self._sleep,
+            before_sleep=lambda state: logger.warning(
+                "subscriber %s: database unavailable (%s); retrying in %.1f s",
+                self.subscriber_name,
+                one_line(failure(state)),
+                state.upcoming_sleep,
+            ),
+        )
 
     def run(self) -> None:
-        backoff = Backoff(1.0, 60.0)
-        while not self._stopping.is_set():
-            try:
-                self._serve()
-            except _Stopped:
-                return
-            except Exception:
-                # A bug must not end this subscriber's deliveries for good (nor anyone else's).
-                delay = backoff.next()
-                logger.exception(
-                    "subscriber %s: unexpected error; starting over in %.0f s",
-                    self.subscriber_name,
-                    delay,
-                )
-                self._stopping.wait(delay)
+        with contextlib.suppress(Interrupted):  # the worker is stopping
+            self._starting_over(self._serve)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -103,7 +122,7 @@ class SubscriberThread(threading.Thread):
             horizon = self._horizon.wait_beyond(self.cursor, timeout=1.0)
             if horizon > self.cursor and not self._stopping.is_set():
                 self._step(horizon)
-        raise _Stopped
+        raise Interrupted
 
     def _step(self, horizon: int) -> None:
         """Deliver the changes after the cursor, up to `horizon`, at most one batch."""
@@ -159,50 +178,55 @@ class SubscriberThread(threading.Thread):
     def _deliver(self, events: Sequence[Event]) -> bool:
         """Deliver with retries; True once delivered and recorded, False if now paused."""
         first, last = events[0].change.id, events[-1].change.id
-        attempts = self._config.auditor_delivery_attempts
-        for attempt in range(1, attempts + 1):
-            began = time.monotonic()
-            try:
-                http_status = self.sink.deliver(events)
-            except DeliveryFailed as failure:
-                elapsed = int((time.monotonic() - began) * 1000)
-                tried = state.Attempt(
-                    first, last, len(events), attempt, failure.http_status, elapsed
-                )
-                self._record_failure(tried, failure)
-                if attempt == attempts:
-                    self._pause(first, last, failure)
-                    return False
-                delay = min(
-                    _MAX_RETRY_DELAY,
-                    self._config.auditor_retry_backoff_seconds * 2 ** (attempt - 1),
-                )
-                logger.warning(
-                    "subscriber %s: delivery of changes %d–%d to %s failed (attempt %d of %d): "
-                    "%s; retrying in %.1f s",
-                    self.subscriber_name,
-                    first,
-                    last,
-                    self.sink.describe(),
-                    attempt,
-                    attempts,
-                    failure.reason,
-                    delay,
-                )
-                if self._stopping.wait(delay):
-                    raise _Stopped from None
-                continue
+        delivering = Retrying(
+            retry=retry_if_exception_type(DeliveryFailed),
+            stop=stop_after_attempt(self._config.auditor_delivery_attempts),
+            wait=backoff(self._config.auditor_retry_backoff_seconds, _MAX_RETRY_DELAY),
+            sleep=self._sleep,
+            before_sleep=lambda retry: self._log_failed_delivery(first, last, retry),
+            reraise=True,  # the last DeliveryFailed: the subscriber is paused
+        )
+        try:
+            for attempt in delivering:
+                with attempt:
+                    done = self._attempt(events, attempt.retry_state.attempt_number)
+        except DeliveryFailed as failed:
+            self._pause(first, last, failed)
+            return False
+        self._db(lambda connection: state.delivered(connection, self.subscriber_name, done))
+        self.cursor = max(self.cursor, last)
+        self.delivered += len(events)
+        return True
+
+    def _attempt(self, events: Sequence[Event], number: int) -> state.Attempt:
+        """One delivery; a failed one is recorded, then raised."""
+        first, last = events[0].change.id, events[-1].change.id
+        began = time.monotonic()
+        try:
+            http_status = self.sink.deliver(events)
+        except DeliveryFailed as failed:
             elapsed = int((time.monotonic() - began) * 1000)
-            done = state.Attempt(first, last, len(events), attempt, http_status, elapsed)
-            self._db(
-                lambda connection, done=done: state.delivered(
-                    connection, self.subscriber_name, done
-                )
-            )
-            self.cursor = max(self.cursor, last)
-            self.delivered += len(events)
-            return True
-        raise AssertionError("unreachable: the last attempt returns")
+            tried = state.Attempt(first, last, len(events), number, failed.http_status, elapsed)
+            self._record_failure(tried, failed)
+            raise
+        elapsed = int((time.monotonic() - began) * 1000)
+        return state.Attempt(first, last, len(events), number, http_status, elapsed)
+
+    def _log_failed_delivery(self, first: int, last: int, retry: RetryCallState) -> None:
+        failed = failure(retry)
+        assert isinstance(failed, DeliveryFailed)
+        logger.warning(
+            "subscriber %s: delivery of changes %d–%d to %s failed (attempt %d of %d): "
+            "%s; retrying in %.1f s",
+            self.subscriber_name,
+            first,
+            last,
+            self.sink.describe(),
+            retry.attempt_number,
+            self._config.auditor_delivery_attempts,
+            failed.reason,
+            retry.upcoming_sleep,
+        )
 
     # --- failures and pauses ----------------------------------------------------------------
 
@@ -243,7 +267,7 @@ class SubscriberThread(threading.Thread):
                 logger.info("subscriber %s: pause over, trying again", self.subscriber_name)
                 break
             if self._stopping.wait(min(2.0, remaining)):
-                raise _Stopped
+                raise Interrupted
             current = self._db(lambda connection: state.load(connection, self.subscriber_name))
             if current.paused_at is None:
                 logger.info("subscriber %s resumed", self.subscriber_name)
@@ -256,18 +280,8 @@ class SubscriberThread(threading.Thread):
         """Run `work` in a transaction, retrying while the database is unreachable (forever,
         unless the worker is stopping: a first attempt is made even then, so that a delivery
         that just succeeded is still recorded)."""
-        backoff = Backoff(0.2, 30.0)
-        while True:
-            try:
-                with self._engine.begin() as connection:
-                    return work(connection)
-            except TRANSIENT_DB_ERRORS as error:
-                delay = backoff.next()
-                logger.warning(
-                    "subscriber %s: database unavailable (%s); retrying in %.1f s",
-                    self.subscriber_name,
-                    one_line(error),
-                    delay,
-                )
-                if self._stopping.wait(delay):
-                    raise _Stopped from None
+        return self._transacting(self._in_transaction, work)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self._engine.begin() as connection:
+            return work(connection)

@@ -26,15 +26,17 @@ import psycopg2
 import psycopg2.extensions
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from tenacity import Retrying, retry_if_exception_type
 
 from christmas_spiders.config import Config, ConfigError, Subscriber, resolve_subscribers
 from christmas_spiders.errors import one_line
+from christmas_spiders.retrying import Interrupted, after_failure, backoff, failure, interruptible
 from christmas_spiders.storage import heartbeats, runs
 from christmas_spiders.storage.database import check_schema, database_url, listen_connection
 from christmas_spiders.storage.history import change_horizon
 from webapi.auditor import state
 from webapi.auditor.horizon import Horizon, HorizonTracker
-from webapi.auditor.retry import TRANSIENT_DB_ERRORS, Backoff
+from webapi.auditor.retry import TRANSIENT_DB_ERRORS
 from webapi.auditor.sinks import build_sink
 from webapi.auditor.subscribers import SubscriberThread
 
@@ -118,40 +120,54 @@ class Worker:
         )
         self._heartbeat.start(**started, state="starting")
         runs.sweep(self.engine, self.config)  # crawl runs abandoned by processes that died
-        backoff = Backoff(0.5, 30.0)
+        lost: BaseException | None = None  # what ended the last connection
         try:
-            while not self._stopping.is_set():
-                try:
-                    self._listen(backoff)
-                except TRANSIENT_DB_ERRORS as error:
-                    self._active.clear()
-                    delay = backoff.next()
-                    logger.warning(
-                        "audit worker: lost the database (%s); reconnecting in %.1f s",
-                        one_line(error),
-                        delay,
-                    )
-                    self._stopping.wait(delay)
+            with contextlib.suppress(Interrupted):  # stop() during a wait
+                while not self._stopping.is_set():
+                    # A fresh backoff for every connection: a loss waits 0.5 s before the first
+                    # reconnection, doubling to 30 s while the database stays away.
+                    connection = after_failure(lost, self._reconnecting(), self._open)
+                    if connection is None:
+                        return  # stopping
+                    lost = self._serve(connection)
         finally:
             self._shutdown()
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def _connect(self) -> psycopg2.extensions.connection:
-        return listen_connection(self._dsn, APPLICATION_NAME)
+    def _reconnecting(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            wait=backoff(0.5, 30.0, jitter=True),
+            sleep=interruptible(self._stopping),
+            before_sleep=lambda state: logger.warning(
+                "audit worker: lost the database (%s); reconnecting in %.1f s",
+                one_line(failure(state)),
+                state.upcoming_sleep,
+            ),
+        )
 
-    def _listen(self, backoff: Backoff) -> None:
-        connection = self._connect()
+    def _open(self) -> psycopg2.extensions.connection | None:
+        """Connect, take the worker lock and LISTEN; None when stopping meanwhile."""
+        connection = listen_connection(self._dsn, APPLICATION_NAME)
         try:
             if not self._take_lock(connection):
-                return  # stopping
+                connection.close()
+                return None
             with connection.cursor() as cursor:
                 cursor.execute(f"LISTEN {CHANNEL}")
             if not self._threads:
                 self._start_subscribers()
             else:
                 logger.info("audit worker: reconnected; catching up")
-            backoff.reset()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _serve(self, connection: psycopg2.extensions.connection) -> BaseException | None:
+        """Deliver until stop() (None) or until the database is lost (the error)."""
+        try:
             self._active.set()
             self._tick()
             self.ready.set()
@@ -176,9 +192,12 @@ class Worker:
                 self._tick()
                 self._prune_now_and_then()
                 self._heartbeat.beat(state="listening", horizon=self.horizon.value)
+        except TRANSIENT_DB_ERRORS as error:
+            return error
         finally:
             self._active.clear()
             connection.close()
+        return None
 
     def _take_lock(self, connection: psycopg2.extensions.connection) -> bool:
         waiting = False
