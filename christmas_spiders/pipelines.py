@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import CloseSpider, DropItem
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from christmas_spiders import normalize
 from christmas_spiders.config import Config
@@ -29,6 +28,7 @@ from christmas_spiders.errors import one_line
 from christmas_spiders.storage import deadletter, get_engine
 from christmas_spiders.storage.embedded import EmbeddedServerError
 from christmas_spiders.storage.products import UpsertResult, upsert_products
+from christmas_spiders.storage.retries import is_transient, write_retrying
 from christmas_spiders.vendors import VENDORS
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 FIRST_KEEPSAKE_YEAR = 1973
 MAX_PRICE = 100_000  # dollars; anything above is a parsing accident, not an ornament
 _NO_ARTIST = {"NA", "N/A", "NONE", "UNKNOWN", "-"}
-# PostgreSQL errors worth retrying: the connection, a deadlock, a serialization failure.
-_TRANSIENT_PGCODES = {"40P01", "40001"}
 
 
 def _stats_key(reason: str) -> str:
@@ -207,17 +205,20 @@ class StorePipeline(_Pipeline):
         stats = self.crawler.stats
         assert stats is not None
         run_id = getattr(self.crawler.spider, "crawl_run_id", None)
+        retrying = write_retrying(
+            self.config, "database write failed", lambda: stats.inc_value("store/retries")
+        )
         try:
-            result = self._with_retries(lambda: self._upsert(batch, run_id))
+            result = retrying(self._upsert, batch, run_id)
         except DBAPIError as error:
-            if self._is_transient(error):
+            if is_transient(error):
                 self._dead_letter(batch, error)
                 return
             # One bad row fails the whole statement: write the batch row by row to keep the rest.
             result = UpsertResult()
             for item in batch:
                 try:
-                    result += self._with_retries(lambda item=item: self._upsert([item], run_id))
+                    result += retrying(self._upsert, [item], run_id)
                 except DBAPIError as row_error:
                     self._dead_letter([item], row_error)
         except Exception as error:  # not the database's answer (a bug, a bad value): keep them
@@ -232,34 +233,6 @@ class StorePipeline(_Pipeline):
         assert self.engine is not None
         with self.engine.begin() as connection:
             return upsert_products(connection, items, run_id)
-
-    @staticmethod
-    def _is_transient(error: DBAPIError) -> bool:
-        return (
-            isinstance(error, OperationalError)
-            or error.connection_invalidated
-            or getattr(error.orig, "pgcode", None) in _TRANSIENT_PGCODES
-        )
-
-    def _with_retries(self, write: Any) -> UpsertResult:
-        attempts = self.config.db_write_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return write()
-            except DBAPIError as error:
-                if not self._is_transient(error) or attempt == attempts:
-                    raise
-                delay = self.config.db_retry_backoff_seconds * 2 ** (attempt - 1)
-                logger.warning(
-                    "database write failed (attempt %d of %d), retrying in %.1f s: %s",
-                    attempt,
-                    attempts,
-                    delay,
-                    one_line(error),
-                )
-                self.crawler.stats.inc_value("store/retries")
-                time.sleep(delay)
-        raise AssertionError("unreachable")
 
     def _dead_letter(self, items: list[dict[str, Any]], error: Exception) -> None:
         spider_name = self.crawler.spider.name if self.crawler.spider else "unknown"
