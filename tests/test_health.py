@@ -497,3 +497,21 @@ def test_a_distributed_run_is_judged_once_on_every_workers_counts(
     assert {key: row["price"] for key, row in stored.items()} == prices
     assert all(row["delisted_at"] is None for row in stored.values())
     assert [kind for kind, *_ in changes(engine, run_id)] == ["crawl_health"]
+
+
+def test_a_quick_sync_of_a_broken_theme_keeps_prices(
+    replica_reset: Replica, crawled: str, health_engine: Engine, tmp_path: Path
+) -> None:
+    """A quick sync reads few pages (here the one due for a refresh) and confirms the other
+    products from their tiles: the page read that lost its price is judged on its own."""
+    replica = replica_reset
+    before = snapshot(health_engine)
+    replica.theme(OS, "price")  # product pages only: the listing tiles still show prices
+    result = crawl(OS, replica, crawled, tmp_path, year=YEARS, mode="quick")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "pages fetched: 1 " in result.stdout
+    assert "health    suspect: price gone from 1 of 1 products that had one" in result.stdout
+    after = snapshot(health_engine)
+    assert {key: row["price"] for key, row in after.items()} == {
+        key: row["price"] for key, row in before.items()
+    }
