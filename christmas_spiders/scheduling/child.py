@@ -25,11 +25,13 @@ import time
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from christmas_spiders.config import PROJECT_ROOT, Config
 from christmas_spiders.config.schedule import format_duration
 from christmas_spiders.errors import one_line
 from christmas_spiders.processes import crawl_command, stop_process
+from christmas_spiders.retrying import backoff
 from christmas_spiders.scheduling.outcome import Crawl, Outcome, describe_exit
 from christmas_spiders.scheduling.store import DATABASE_ERRORS
 from christmas_spiders.storage import runs
@@ -37,7 +39,7 @@ from christmas_spiders.storage import runs
 logger = logging.getLogger(__name__)
 
 _POLL_SECONDS = 0.25  # how often a running child is checked (budget, stop)
-_RECORD_ATTEMPTS = 3  # tries to record an outcome while the database is away
+_RECORD_ATTEMPTS = 3  # tries to record an outcome while the database is away (1 s, 2 s apart)
 
 
 class ChildCrawls:
@@ -100,25 +102,33 @@ class ChildCrawls:
         }
         if stopped:
             extra["scheduler/stopped"] = stopped
-        for attempt in range(1, _RECORD_ATTEMPTS + 1):
-            try:
-                with self.engine.begin() as db:
-                    status, reason = _close(db, run_id, code, stopped, extra)
-                    counters = runs.counters(db, run_id)
-                return Outcome(crawl, status, reason, run_id, code, duration, counters)
-            except DATABASE_ERRORS as error:
-                if attempt == _RECORD_ATTEMPTS:
-                    logger.error(
-                        "%s: could not record the end of crawl run %d (%s, %s): %s",
-                        crawl.job_id,
-                        run_id,
-                        stopped or describe_exit(code),
-                        format_duration(duration),
-                        one_line(error),
-                    )
-                    break
-                time.sleep(attempt)
-        return Outcome(crawl, "failed", stopped or describe_exit(code), run_id, code, duration)
+        recording = Retrying(
+            retry=retry_if_exception_type(DATABASE_ERRORS),
+            stop=stop_after_attempt(_RECORD_ATTEMPTS),
+            wait=backoff(1.0),
+            reraise=True,
+        )
+        try:
+            status, reason, counters = recording(self._close_run, run_id, code, stopped, extra)
+        except DATABASE_ERRORS as error:
+            logger.error(
+                "%s: could not record the end of crawl run %d (%s, %s): %s",
+                crawl.job_id,
+                run_id,
+                stopped or describe_exit(code),
+                format_duration(duration),
+                one_line(error),
+            )
+            return Outcome(crawl, "failed", stopped or describe_exit(code), run_id, code, duration)
+        return Outcome(crawl, status, reason, run_id, code, duration, counters)
+
+    def _close_run(
+        self, run_id: int, code: int, stopped: str | None, extra: dict[str, Any]
+    ) -> tuple[str, str, dict[str, int]]:
+        """Close or annotate the run (see _close); (status, reason, counters)."""
+        with self.engine.begin() as db:
+            status, reason = _close(db, run_id, code, stopped, extra)
+            return status, reason, runs.counters(db, run_id)
 
 
 def _close(

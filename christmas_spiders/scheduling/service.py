@@ -30,10 +30,12 @@ from zoneinfo import ZoneInfo
 import psycopg2
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from christmas_spiders.config import Config
 from christmas_spiders.config.schedule import format_duration
 from christmas_spiders.errors import one_line
+from christmas_spiders.retrying import Interrupted, after_failure, backoff, failure, interruptible
 from christmas_spiders.scheduling import commands, jobs, store, years
 from christmas_spiders.scheduling.runner import CrawlRunner
 from christmas_spiders.scheduling.runtime import Runtime
@@ -53,6 +55,13 @@ def quiet_apscheduler() -> None:
     level = max(logging.WARNING, logging.getLogger().level)
     for name in _APSCHEDULER_LOGGERS:
         logging.getLogger(name).setLevel(level)
+
+
+def _still_unavailable(state: RetryCallState) -> None:
+    if state.attempt_number > 1:  # the first failure is the lost connection, logged already
+        logger.warning(
+            "scheduler: the database is still unavailable (%s)", one_line(failure(state))
+        )
 
 
 class JobScheduler:
@@ -233,21 +242,24 @@ class JobScheduler:
             "until it is back",
             one_line(error),
         )
-        delay = 1.0
-        while not self.stopping.wait(delay):
-            try:
-                if instance.acquire():
-                    logger.info("scheduler: the lock is held again; resuming")
-                    scheduler.resume()
-                    return True
-            except psycopg2.Error as again:
-                logger.warning("scheduler: the database is still unavailable (%s)", one_line(again))
-                delay = min(30.0, delay * 2)
-                continue
-            logger.error("scheduler: another scheduler took over this database: stopping")
-            self.exit_status = 1
-            self.stop()
+        # The loss counts as the first failure: 1 s before trying again, then 2, 4 … 30 s.
+        regaining = Retrying(
+            retry=retry_if_exception_type(psycopg2.Error),
+            wait=backoff(1.0, 30.0),
+            sleep=interruptible(self.stopping),
+            before_sleep=_still_unavailable,
+        )
+        try:
+            held = after_failure(error, regaining, instance.acquire)
+        except Interrupted:
             return False
+        if held:
+            logger.info("scheduler: the lock is held again; resuming")
+            scheduler.resume()
+            return True
+        logger.error("scheduler: another scheduler took over this database: stopping")
+        self.exit_status = 1
+        self.stop()
         return False
 
     def _apply_commands(self, runtime: Runtime) -> None:

@@ -40,9 +40,17 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    sleep_using_event,
+    stop_when_event_set,
+)
 
 from christmas_spiders.config import Config
 from christmas_spiders.errors import one_line
+from christmas_spiders.retrying import backoff, failure
 from christmas_spiders.storage.database import database_url, listen_connection
 
 logger = logging.getLogger(__name__)
@@ -121,28 +129,30 @@ class PostgresJobStore(SQLAlchemyJobStore):
         self._until_written(f"the removal of {job_id}", remove)
 
     def _until_written(self, what: str, write: Callable[[], None]) -> None:
-        delay = 1.0
-        while True:
-            try:
-                write()
-                return
-            except DATABASE_ERRORS as error:
-                if self.stopping.is_set():
-                    logger.error(
-                        "scheduler: stopping with the job store unavailable (%s): %s is not "
-                        "saved; a missed run is made up (once) at the next start",
-                        one_line(error),
-                        what,
-                    )
-                    return
-                logger.warning(
-                    "scheduler: could not save %s (%s); trying again in %.0f s",
-                    what,
-                    one_line(error),
-                    delay,
-                )
-            self.stopping.wait(delay)
-            delay = min(self.retry_seconds, delay * 2)
+        """Retried until written, waiting 1 s doubling to ``retry_seconds``; once stopping, a
+        write that fails is given up (a stop during a wait ends it early: one last try)."""
+
+        def give_up(state: RetryCallState) -> None:
+            logger.error(
+                "scheduler: stopping with the job store unavailable (%s): %s is not saved; "
+                "a missed run is made up (once) at the next start",
+                one_line(failure(state)),
+                what,
+            )
+
+        Retrying(
+            retry=retry_if_exception_type(DATABASE_ERRORS),
+            stop=stop_when_event_set(self.stopping),
+            wait=backoff(1.0, self.retry_seconds),
+            sleep=sleep_using_event(self.stopping),
+            before_sleep=lambda state: logger.warning(
+                "scheduler: could not save %s (%s); trying again in %.0f s",
+                what,
+                one_line(failure(state)),
+                state.upcoming_sleep,
+            ),
+            retry_error_callback=give_up,
+        )(write)
 
 
 def job_store(
