@@ -182,37 +182,23 @@ def vendor_specs(schedule: Schedule, vendor: str, listed: Iterable[int]) -> list
         for year in sorted(set(listed))
     ]
     fraction = triggers.vendor_fraction(vendor)
-    specs.append(
-        JobSpec(
-            id=years_id(vendor),
-            name=f"year list of {vendor}",
-            func=refresh_years,
-            kwargs={"vendor": vendor},
-            trigger=triggers.spread_trigger(schedule.years, tz, fraction),
-            misfire_grace_time=int(schedule.years.misfire_grace),
-            executor=INDEX_EXECUTOR,
+    # The shop's own jobs: id, name, callable, its part of the schedule option, executor.
+    for job_id, label, func, kind, executor in (
+        (years_id, "year list of", refresh_years, schedule.years, INDEX_EXECUTOR),
+        (stale_id, "stale products of", resync_stale, schedule.stale, CRAWL_EXECUTOR),
+        (quick_id, "quick sync of", quick_sync, schedule.quick, CRAWL_EXECUTOR),
+    ):
+        specs.append(
+            JobSpec(
+                id=job_id(vendor),
+                name=f"{label} {vendor}",
+                func=func,
+                kwargs={"vendor": vendor},
+                trigger=triggers.spread_trigger(kind, tz, fraction),
+                misfire_grace_time=int(kind.misfire_grace),
+                executor=executor,
+            )
         )
-    )
-    specs.append(
-        JobSpec(
-            id=stale_id(vendor),
-            name=f"stale products of {vendor}",
-            func=resync_stale,
-            kwargs={"vendor": vendor},
-            trigger=triggers.spread_trigger(schedule.stale, tz, fraction),
-            misfire_grace_time=int(schedule.stale.misfire_grace),
-        )
-    )
-    specs.append(
-        JobSpec(
-            id=quick_id(vendor),
-            name=f"quick sync of {vendor}",
-            func=quick_sync,
-            kwargs={"vendor": vendor},
-            trigger=triggers.spread_trigger(schedule.quick, tz, fraction),
-            misfire_grace_time=int(schedule.quick.misfire_grace),
-        )
-    )
     return specs
 
 
