@@ -10,7 +10,8 @@ which counts every error the crawl logged); ``scrapy crawl`` then exits non-zero
 ``commands/crawl.py``). A crawl that stopped before its run opened is recorded failed too.
 
 With Redis (README "Scale out") several workers share the run. Each one enters it in Redis once
-the row is open (``RunScheduler.join_run``) and leaves it at close, after its items are stored.
+the row is open (``SharedRequestScheduler.join_run``) and leaves it at close, after its items
+are stored.
 A worker that is not the last to leave only adds its counters (the run's status stays as it
 is); the last one sets the final status and, if the whole run finished cleanly (queue drained,
 no worker lost or failed), delists what the run no longer found — with the years and gone
@@ -37,7 +38,7 @@ from christmas_spiders import crawl_errors, health
 from christmas_spiders.config import Config
 from christmas_spiders.crawl_errors import FAILS_RUN
 from christmas_spiders.distributed.connection import describe
-from christmas_spiders.distributed.run import Outcome, RunClosed
+from christmas_spiders.distributed.shared_run import Outcome, RunClosed
 from christmas_spiders.errors import one_line
 from christmas_spiders.quick.sync import summary_lines as quick_summary
 from christmas_spiders.storage import delisting, get_engine, runs, upgrade

@@ -5,7 +5,9 @@
   benchmarks and the tests all build it here.
 * ``stop_process`` — SIGTERM, ``grace`` seconds to exit, then SIGKILL; with ``group=True`` (a
   child started with ``start_new_session=True``) whatever the child left behind in its process
-  group, such as a browser, is killed too once the child is gone.
+  group, such as a browser, is killed too once the child is gone. With ``signalled=True`` the
+  SIGTERM was sent already (several children stopped at once): a second one would make a
+  Scrapy crawl stop at once, uncleanly, so none is sent.
 
 A leaf: standard library only, so the demo, benchmarks and the replica can use it cheaply.
 """
@@ -42,18 +44,25 @@ def crawl_command(
 
 
 def stop_process(
-    popen: subprocess.Popen[Any], grace: float, *, group: bool = False, name: str | None = None
+    popen: subprocess.Popen[Any],
+    grace: float,
+    *,
+    group: bool = False,
+    name: str | None = None,
+    signalled: bool = False,
 ) -> int:
     """Stop the child: SIGTERM, up to `grace` seconds, then SIGKILL; its exit status.
 
     With `group`, the child leads a process group of its own (``start_new_session=True``): the
     SIGKILL goes to the whole group, and so does a last one once the child has exited, for
     what it left behind. A child that has exited already is only reaped (and its group
-    cleared). `name`, when given, is how the warning about a kill names the child.
+    cleared). `name`, when given, is how the warning about a kill names the child. With
+    `signalled`, the caller sent the SIGTERM already: only the wait and the kill are left.
     """
     if popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            popen.send_signal(signal.SIGTERM)
+        if not signalled:
+            with contextlib.suppress(ProcessLookupError):
+                popen.send_signal(signal.SIGTERM)
         try:
             popen.wait(grace)
         except subprocess.TimeoutExpired:

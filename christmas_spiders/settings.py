@@ -85,5 +85,5 @@ FEED_EXPORT_ENCODING = "utf-8"
 # response into a new request, and it is asked ahead of the Selenium middleware (950), so
 # renders spend the budget too. Without REDIS_URL nothing here touches Redis.
 if CHRISTMAS_CONFIG.redis_url:
-    SCHEDULER = "christmas_spiders.distributed.scheduler.RunScheduler"
+    SCHEDULER = "christmas_spiders.distributed.request_scheduler.SharedRequestScheduler"
     DOWNLOADER_MIDDLEWARES["christmas_spiders.distributed.politeness.SharedBudgetMiddleware"] = 900

@@ -682,8 +682,8 @@ def test_render_requests_survive_the_queue_round_trip(
     from scrapy.utils.test import get_crawler
 
     from christmas_spiders import config
-    from christmas_spiders.distributed.run import CrawlRun
-    from christmas_spiders.distributed.scheduler import RunQueue
+    from christmas_spiders.distributed.request_scheduler import RunQueue
+    from christmas_spiders.distributed.shared_run import CrawlRun
     from christmas_spiders.spiders.hallmark_ornaments_com import (
         GRID_RENDER,
         HallmarkOrnamentsSpider,

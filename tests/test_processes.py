@@ -18,6 +18,21 @@ IGNORES_SIGTERM = (
     "print('ready', flush=True)\n"
     "time.sleep(600)\n"
 )
+# A child that stops only on a second SIGTERM, as a Scrapy crawl stops at once (uncleanly) on a
+# second one: it says when it has its handler, and when the first SIGTERM arrived.
+STOPS_ON_A_SECOND_SIGTERM = (
+    "import signal, sys, time\n"
+    "received = []\n"
+    "def on_sigterm(signum, frame):\n"
+    "    received.append(signum)\n"
+    "    if len(received) > 1:\n"
+    "        sys.exit(0)\n"
+    "    print('first', flush=True)\n"
+    "signal.signal(signal.SIGTERM, on_sigterm)\n"
+    "print('ready', flush=True)\n"
+    "while True:\n"
+    "    time.sleep(600)\n"
+)
 # A child that starts a grandchild in its process group, then exits on SIGTERM.
 LEAVES_A_GRANDCHILD = (
     "import subprocess, sys, time\n"
@@ -65,6 +80,19 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period() -> None:
     popen, ready = start(IGNORES_SIGTERM)
     assert ready == "ready"
     assert stop_process(popen, grace=0.5, name="the stubborn child") == -signal.SIGKILL
+
+
+def test_a_child_signalled_already_gets_no_second_sigterm() -> None:
+    popen = subprocess.Popen(
+        [sys.executable, "-c", STOPS_ON_A_SECOND_SIGTERM], stdout=subprocess.PIPE, text=True
+    )
+    assert popen.stdout is not None
+    with popen.stdout:
+        assert popen.stdout.readline().strip() == "ready"
+        popen.send_signal(signal.SIGTERM)
+        assert popen.stdout.readline().strip() == "first"
+        # A second SIGTERM would end it with status 0; none comes, so the grace runs out.
+        assert stop_process(popen, grace=0.5, signalled=True) == -signal.SIGKILL
 
 
 def test_with_group_what_the_child_left_behind_is_killed_too() -> None:

@@ -2,9 +2,10 @@
 
 * ``connection``  — the Redis client from the configuration, and the start-up check.
 * ``keys``        — every Redis key this project writes, built in one place.
-* ``run``         — a crawl run in Redis: workers joining and leaving, busy/idle, leases,
-  announcements.
-* ``scheduler``   — scrapy-redis's scheduler, queue and dupefilter, scoped to one crawl run.
+* ``shared_run``  — a crawl run in Redis: workers joining and leaving, busy/idle, leases,
+  announcements (the ``crawl_runs`` row itself is ``storage.runs``'s).
+* ``request_scheduler`` — ``SharedRequestScheduler``, Scrapy's ``SCHEDULER`` with Redis:
+  scrapy-redis's scheduler, queue and dupefilter, scoped to one crawl run.
 * ``leases``      — the requests a worker took from the queue, held until it is done with them.
 * ``yearlinks``   — the year → category link cache (Redis, or memory without Redis).
 * ``politeness``  — the per-shop budget (concurrency and rate) shared by every worker.

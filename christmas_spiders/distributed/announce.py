@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from christmas_spiders.config import Config
-from christmas_spiders.distributed import connection, keys, run
+from christmas_spiders.distributed import connection, keys, shared_run
 from christmas_spiders.storage import get_engine, runs, upgrade
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def announce_run(config: Config, vendor: str, arguments: Mapping[str, Any]) -> i
         with engine.begin() as db:
             run_id = runs.start_run(db, vendor, arguments)
         try:
-            run.announce(
+            shared_run.announce(
                 server,
                 keys.RunKeys(config.redis_key_prefix, vendor, run_id),
                 arguments,

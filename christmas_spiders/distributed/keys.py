@@ -62,7 +62,7 @@ class RunKeys:
         return f"{self.stem}:state"
 
     def all(self) -> tuple[str, ...]:
-        """The run's keys, in the order the Lua scripts of ``run`` expect them."""
+        """The run's keys, in the order the Lua scripts of ``shared_run`` expect them."""
         return (
             self.requests,
             self.seen,

@@ -1,5 +1,5 @@
 """The requests a worker took from the shared queue, held under a lease until it is done with
-them (docs/scale-out.md; the Redis side is ``run``: ``take``, ``release``, ``give_back``).
+them (docs/scale-out.md; the Redis side is ``shared_run``: ``take``, ``release``, ``give_back``).
 
 A request is *done* when the engine no longer works on it — downloaded and parsed, its new
 requests pushed to the shared queue, its items through the pipelines — or it failed for good,

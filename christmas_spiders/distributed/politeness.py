@@ -128,7 +128,7 @@ class SharedBudgetMiddleware:
             )
         return self.budget
 
-    def _scheduler(self) -> Any:  # the RunScheduler
+    def _scheduler(self) -> Any:  # the SharedRequestScheduler
         return self.crawler.engine.scheduler if self.crawler.engine else None
 
     async def process_request(self, request: Request) -> None:

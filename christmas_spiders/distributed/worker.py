@@ -20,10 +20,10 @@ started a run, by ``scrapy announce`` or by the scheduler) and joins each in a c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -32,9 +32,12 @@ from pathlib import Path
 from types import FrameType
 
 import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
+from christmas_spiders import processes
 from christmas_spiders.config import PROJECT_ROOT, Config
-from christmas_spiders.distributed import connection, defaults, keys, run
+from christmas_spiders.distributed import connection, defaults, keys, shared_run
+from christmas_spiders.retrying import Interrupted, backoff, failure, interruptible
 from christmas_spiders.storage import get_engine, heartbeats, runs
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,7 @@ class StandingWorker:
         self.children: dict[tuple[str, int], _Child] = {}
         self.backoff: dict[tuple[str, int], float] = {}  # run → monotonic time it may rejoin
         self.server = connection.check(config.redis_url)
+        self._pubsub: redis.client.PubSub | None = None
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -96,41 +100,51 @@ class StandingWorker:
         runs.sweep(engine, self.config)  # crawl runs abandoned by processes that died
         heartbeat = heartbeats.Heartbeat(engine, "crawler", self.poll_seconds)
         heartbeat.start(**started)
-        pubsub = None
-        failures = 0
-        while not self.stopping.is_set():
-            try:
-                if pubsub is None:
-                    pubsub = self.server.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(keys.announcement_channel(self.prefix))
-                self.step()
-                failures = 0
-                heartbeat.beat(crawls=len(self.children))
-                self._wait(pubsub)
-            except redis.RedisError as error:
-                failures += 1
-                delay = min(60.0, 2.0**failures)
-                logger.error(
-                    "Redis failed (%s); the worker retries in %.0f s",
-                    connection.describe(error),
-                    delay,
-                )
-                if pubsub is not None:
-                    pubsub.close()
-                    pubsub = None
-                self._reap()
-                self.stopping.wait(delay)
-        if pubsub is not None:
-            pubsub.close()
+        # A round that Redis fails is tried again after 2 s, 4 s … 60 s; one that gets through
+        # starts the backoff over.
+        rounds = Retrying(
+            retry=retry_if_exception_type(redis.RedisError),
+            wait=backoff(2.0, 60.0),
+            sleep=interruptible(self.stopping),
+            before_sleep=self._redis_failed,
+        )
+        with contextlib.suppress(Interrupted):  # stopping during a wait
+            while not self.stopping.is_set():
+                rounds(self._round, heartbeat)
+        self._unsubscribe()
         self.stop_children()
         heartbeat.stop(crawls=0)
         logger.info("standing worker stopped")
         return 0
 
+    def _round(self, heartbeat: heartbeats.Heartbeat) -> None:
+        if self._pubsub is None:
+            self._pubsub = self.server.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(keys.announcement_channel(self.prefix))
+        self.step()
+        heartbeat.beat(crawls=len(self.children))
+        self._wait(self._pubsub)
+
+    def _redis_failed(self, state: RetryCallState) -> None:
+        error = failure(state)
+        assert isinstance(error, redis.RedisError)
+        logger.error(
+            "Redis failed (%s); the worker retries in %.0f s",
+            connection.describe(error),
+            state.upcoming_sleep,
+        )
+        self._unsubscribe()
+        self._reap()
+
+    def _unsubscribe(self) -> None:
+        if self._pubsub is not None:
+            self._pubsub.close()
+            self._pubsub = None
+
     def step(self) -> None:
         """Reap ended children, then join every announced run not yet worked here."""
         self._reap()
-        for vendor, run_id in run.announced_runs(self.server, self.prefix):
+        for vendor, run_id in shared_run.announced_runs(self.server, self.prefix):
             if len(self.children) >= self.max_crawls or self.stopping.is_set():
                 return
             if self.vendors is not None and vendor not in self.vendors:
@@ -140,10 +154,10 @@ class StandingWorker:
             if time.monotonic() < self.backoff.get((vendor, run_id), 0.0):
                 continue
             run_keys = keys.RunKeys(self.prefix, vendor, run_id)
-            status = run.run_status(self.server, run_keys)
+            status = shared_run.run_status(self.server, run_keys)
             if status is None:
                 logger.info("crawl run %s expired in Redis: withdrawing it", run_keys.name)
-                run.forget(self.server, run_keys)
+                shared_run.forget(self.server, run_keys)
             elif status == "running":
                 self._spawn(vendor, run_id)
 
@@ -162,16 +176,7 @@ class StandingWorker:
     # -- children --------------------------------------------------------------------------------
 
     def command(self, vendor: str, run_id: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "scrapy",
-            "crawl",
-            vendor,
-            "-a",
-            f"run_id={run_id}",
-            *self.crawl_options,
-        ]
+        return processes.crawl_command(vendor, {"run_id": run_id}, options=self.crawl_options)
 
     def _spawn(self, vendor: str, run_id: int) -> None:
         logger.info("joining crawl run %s:%d", vendor, run_id)
@@ -200,21 +205,18 @@ class StandingWorker:
                 self.backoff[key] = time.monotonic() + defaults.REJOIN_BACKOFF_SECONDS
 
     def stop_children(self) -> None:
-        """SIGTERM every child, wait up to the grace period, then kill what is left."""
+        """SIGTERM every child at once, then give them the grace period (one for all) before
+        the ones still running are killed."""
         for child in self.children.values():
             if child.popen.poll() is None:
-                child.popen.send_signal(signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
         for child in self.children.values():
-            try:
-                child.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                logger.warning(
-                    "the crawl of run %s:%d did not stop in %.0f s: killed",
-                    child.vendor,
-                    child.run_id,
-                    self.stop_grace,
-                )
-                child.popen.kill()
-                child.popen.wait()
+            processes.stop_process(
+                child.popen,
+                max(0.0, deadline - time.monotonic()),
+                name=f"the crawl of run {child.vendor}:{child.run_id}",
+                signalled=True,
+            )
         self.children.clear()

@@ -1,7 +1,8 @@
 """The job scheduler process (``python scheduler.py``; docs/scheduler.md).
 
-Not to be confused with Scrapy's request scheduler (``christmas_spiders.distributed.scheduler``):
-this one decides when crawls run; APScheduler 3 does the timing.
+Not to be confused with Scrapy's request scheduler of a shared crawl run
+(``christmas_spiders.distributed.request_scheduler``): this one decides when crawls run;
+APScheduler 3 does the timing.
 
 * ``triggers`` — APScheduler triggers built from the ``schedule`` configuration option
   (``christmas_spiders.config.schedule``), spread over the day with stable offsets.

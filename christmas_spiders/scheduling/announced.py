@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
 from christmas_spiders.config.schedule import format_duration
-from christmas_spiders.distributed import announce, connection, keys, run
+from christmas_spiders.distributed import announce, connection, keys, shared_run
 from christmas_spiders.errors import one_line
 from christmas_spiders.scheduling.outcome import Crawl, Outcome
 from christmas_spiders.scheduling.store import DATABASE_ERRORS
@@ -118,7 +118,9 @@ class StandingWorkers:
                 )
         assert self._redis is not None
         try:
-            run.stop(self._redis, keys.RunKeys(self.config.redis_key_prefix, crawl.vendor, run_id))
+            shared_run.stop(
+                self._redis, keys.RunKeys(self.config.redis_key_prefix, crawl.vendor, run_id)
+            )
         except redis.RedisError as error:
             logger.warning(
                 "could not withdraw crawl run %d: %s", run_id, connection.describe(error)

@@ -1,17 +1,17 @@
 """scrapy-redis's scheduler, queue and dupefilter, scoped to one crawl run (docs/scale-out.md).
 
-``RunScheduler`` is scrapy-redis's ``Scheduler`` with what a run of ours needs:
+``SharedRequestScheduler`` is scrapy-redis's ``Scheduler`` with what a run of ours needs:
 
 * the keys are the run's (``keys.RunKeys``), known once the crawl-run recorder has opened or
   joined the ``crawl_runs`` row: it calls ``join_run``; before that nothing is scheduled;
 * the queue holds JSON, not pickles (``serializer``); a request is taken from it under a
-  lease (``run.POP``, ``leases``), released once this worker is done with it and its items are
-  stored, renewed at every report meanwhile; a request handed back (at close, or by the shop's
-  budget on SIGTERM) goes back to the queue with its lease;
+  lease (``shared_run.POP``, ``leases``), released once this worker is done with it and its
+  items are stored, renewed at every report meanwhile; a request handed back (at close, or by
+  the shop's budget on SIGTERM) goes back to the queue with its lease;
 * the dedup set uses Scrapy's request fingerprinter and expires with the run, instead of living
   forever under ``<spider>:dupefilter``; nothing is flushed at close (siblings may go on);
 * the engine never closes on an empty queue by itself: ``has_pending_requests`` stays true until
-  the run's stop rule (``run``) says it is over, then the scheduler closes the spider
+  the run's stop rule (``shared_run``) says it is over, then the scheduler closes the spider
   (``finished``); meanwhile an idle worker polls the shared queue every 0.25 s and hands what
   it pops to the engine;
 * a Redis error stops the worker cleanly (reason ``redis_unavailable``, run ``failed``).
@@ -41,7 +41,7 @@ from scrapy_redis.scheduler import Scheduler
 from christmas_spiders.config import Config
 from christmas_spiders.distributed import connection, defaults, keys, serializer
 from christmas_spiders.distributed.leases import LeaseBook, in_progress, store_items
-from christmas_spiders.distributed.run import CrawlRun, Outcome
+from christmas_spiders.distributed.shared_run import CrawlRun, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class RunDupeFilter(RFPDupeFilter):
             self.logdupes = self.debug
 
 
-class RunScheduler(Scheduler):
+class SharedRequestScheduler(Scheduler):
     def __init__(self, server: redis.Redis, crawler: Crawler) -> None:
         super().__init__(server, persist=True, serializer=serializer)
         self.crawler = crawler
@@ -141,10 +141,10 @@ class RunScheduler(Scheduler):
         self._closing: Any = None
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler) -> RunScheduler:
+    def from_crawler(cls, crawler: Crawler) -> SharedRequestScheduler:
         config: Config = crawler.settings["CHRISTMAS_CONFIG"]
         if not config.redis_url:
-            raise ValueError("RunScheduler needs redis_url (REDIS_URL).")
+            raise ValueError("SharedRequestScheduler needs redis_url (REDIS_URL).")
         return cls(connection.client(config.redis_url), crawler)
 
     # -- the run ---------------------------------------------------------------------------------
