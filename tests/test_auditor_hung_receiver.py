@@ -4,15 +4,13 @@ worker without waiting for the hung request (which is sent again at the next sta
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.client import HTTPMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.config import Config
 from christmas_spiders.storage.schema import audit_deliveries
-from webapi.auditor.receiver import WebhookReceiver
+from webapi.auditor.receiver import PostServer, WebhookReceiver
 from webapi.auditor.worker import Worker
 
 from .test_auditor import (
@@ -41,41 +39,29 @@ from .test_auditor import (
 )
 
 
-class HangingReceiver:
-    """An HTTP server on 127.0.0.1 that reads each POST and answers nothing until `release()`
-    (then 200, to whoever still listens)."""
+class HangingReceiver(PostServer):
+    """Reads each POST and answers nothing until `release()` (then 200, to whoever still
+    listens)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.arrived: list[tuple[int, ...]] = []  # change ids of each request, in order
         self.answered = 0
         self._released = threading.Event()
         self._lock = threading.Condition()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                events = json.loads(body)["events"]
-                with receiver._lock:
-                    receiver.arrived.append(tuple(event["change_id"] for event in events))
-                    receiver._lock.notify_all()
-                receiver._released.wait()
-                with receiver._lock:
-                    receiver.answered += 1
-                with contextlib.suppress(OSError):  # the worker may be long gone
-                    self.send_response(200)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+    def received(self, path: str, headers: HTTPMessage, body: bytes) -> int:
+        events = json.loads(body)["events"]
+        with self._lock:
+            self.arrived.append(tuple(event["change_id"] for event in events))
+            self._lock.notify_all()
+        self._released.wait()
+        with self._lock:
+            self.answered += 1
+        return 200
 
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet: the tests look at `arrived` and `answered`."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/hung"
+    def url(self, path: str = "/hung") -> str:
+        return super().url(path)
 
     def release(self) -> None:
         self._released.set()
@@ -84,14 +70,9 @@ class HangingReceiver:
         with self._lock:
             return self._lock.wait_for(lambda: condition(self), WAIT)
 
-    def __enter__(self) -> HangingReceiver:
-        self._thread.start()
-        return self
-
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-        self._server.shutdown()
-        self._server.server_close()
+        super().__exit__(*exc_info)
 
 
 def test_a_request_past_the_timeout_fails_and_is_retried_while_others_are_served(
