@@ -71,6 +71,8 @@ OPERATIONS = [
     "/v1/series/{name}",
     "/v1/changes",
     "/v1/runs",
+    "/v1/market/gaps",
+    "/v1/market/gaps.csv",
 ]
 # Nothing to make invalid: no negative cases.
 WITHOUT_PARAMETERS = {"/healthz", "/v1/vendors", "/v1/series"}

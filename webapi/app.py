@@ -30,6 +30,7 @@ from webapi import (
     vendors,
     web,
 )
+from webapi.market import gaps as market_gaps
 
 
 def create_app(settings: config.Config | None = None, test_config: dict[str, Any] | None = None):
@@ -64,7 +65,7 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
     errors.init_app(app)
     app.register_blueprint(docs.blueprint)
     api.register_blueprint(health.blueprint)
-    for module in (vendors, products, ornaments, series, skus, changes, runs):
+    for module in (vendors, products, ornaments, series, skus, changes, runs, market_gaps):
         api.register_blueprint(module.blueprint)
     app.register_blueprint(web.blueprint)  # the HTML pages, at /
     return app

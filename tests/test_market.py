@@ -1,0 +1,185 @@
+"""The market view (issue #21) on the ornament API's known catalog (tests/test_api_ornaments):
+/v1/market/gaps (each filter, sorts paged with cursors, CSV, 400s, 304)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlalchemy.engine import Engine
+
+from webapi import auth, create_app
+
+from .conftest import _url_for
+from .test_api import get, owner_engine
+from .test_api_ornaments import HO, HOH, OS, Catalog, seed
+
+
+@pytest.fixture(scope="module")
+def catalog(admin_engine: Engine, template_database: str) -> Iterator[Catalog]:
+    name = f"xmas_market_{uuid.uuid4().hex[:12]}"
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
+    yield seed(_url_for(name))
+    with admin_engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def client(catalog: Catalog, tmp_path_factory) -> Iterator[FlaskClient]:
+    engine = owner_engine(catalog.url)
+    with engine.begin() as connection:
+        _, key = auth.create_key(connection, "market")
+    engine.dispose()
+    app = create_app(
+        catalog.settings(tmp_path_factory.mktemp("app"), CHRISTMAS_API_RATE_LIMIT="10000000")
+    )
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    yield test_client
+    app.extensions["christmas_db"].dispose()
+
+
+# The catalog's gaps, worked out by hand. Boxed: the 2019 horse at HOH 20.00 and HO 18.00 (its
+# cheapest of 18.00 and 25.00), Frosty Friends #1 at HOH 100.00 and OS 90.00. No other ornament
+# has boxed offers in stock at two shops (the horse's no-box offer is at OS only).
+HORSE = {
+    "cheapest": {"vendor": HO, "price": "18.00"},
+    "dearest": {"vendor": HOH, "price": "20.00"},
+    "gap": "2.00",
+    "gap_percent": "11.1",
+    "shops": 2,
+}
+FF1 = {
+    "cheapest": {"vendor": OS, "price": "90.00"},
+    "dearest": {"vendor": HOH, "price": "100.00"},
+    "gap": "10.00",
+    "gap_percent": "11.1",
+    "shops": 2,
+}
+
+
+def walk(client: FlaskClient, **params: Any) -> list[dict]:
+    items, cursor = [], None
+    for _ in range(50):
+        page = get(client, "/v1/market/gaps", **params, **({"cursor": cursor} if cursor else {}))
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("the pages did not end")
+
+
+def short(gap: dict) -> dict:
+    return {
+        "cheapest": {name: gap["cheapest"][name] for name in ("vendor", "price")},
+        "dearest": {name: gap["dearest"][name] for name in ("vendor", "price")},
+        **{name: gap[name] for name in ("gap", "gap_percent", "shops")},
+    }
+
+
+def test_gaps_compare_boxed_with_boxed_largest_first(client, catalog) -> None:
+    found = walk(client)
+    assert [item["ornament_id"] for item in found] == [
+        catalog.ornament("ff1-h"),
+        catalog.ornament("horse-h"),
+    ]
+    assert [short(item) for item in found] == [FF1, HORSE]
+    horse = found[1]
+    assert horse["cheapest"]["product_id"] == catalog.ids["horse-m"]
+    assert horse["dearest"]["product_id"] == catalog.ids["horse-h"]
+    assert (horse["year"], horse["condition"], horse["series_number"]) == (2019, "boxed", 5)
+
+
+FILTERS: list[tuple[dict[str, Any], list[str]]] = [
+    ({"condition": "no_box"}, []),  # one shop only
+    ({"year": 2019}, ["horse"]),
+    ({"series": "FROSTY friends"}, ["ff1"]),
+    ({"min_gap": "2.00"}, ["ff1", "horse"]),
+    ({"min_gap": "2.01"}, ["ff1"]),
+    ({"min_gap_percent": "11.1"}, ["ff1", "horse"]),
+    ({"min_gap_percent": "11.2"}, []),
+    ({"vendor": [HOH, HO]}, ["horse"]),  # Frosty Friends #1 is at HOH and OS
+    ({"vendor": HOH}, []),
+]
+
+
+@pytest.mark.parametrize(("params", "wanted"), FILTERS, ids=[str(p) for p, _ in FILTERS])
+def test_gap_filters(client, catalog, params, wanted) -> None:
+    found = walk(client, **params)
+    assert [item["ornament_id"] for item in found] == [
+        catalog.ornament(f"{name}-h") for name in wanted
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sort", "order"),
+    [
+        ("gap", ["horse", "ff1"]),
+        ("-gap", ["ff1", "horse"]),
+        ("year", ["ff1", "horse"]),
+        ("-year", ["horse", "ff1"]),
+        ("name", ["ff1", "horse"]),
+        ("gap_percent", None),  # equal percents: by id
+        ("-id", None),
+    ],
+)
+def test_every_sort_pages_one_at_a_time(client, catalog, sort, order) -> None:
+    found = [item["ornament_id"] for item in walk(client, sort=sort, limit=1)]
+    ids = sorted([catalog.ornament("ff1-h"), catalog.ornament("horse-h")])
+    if order is None:
+        assert found == (ids[::-1] if sort.startswith("-") else ids)
+    else:
+        assert found == [catalog.ornament(f"{name}-h") for name in order]
+
+
+def test_gaps_as_csv(client, catalog) -> None:
+    response = client.get("/v1/market/gaps.csv", query_string={"sort": "gap"})
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [
+        (row["id"], row["cheapest_vendor"], row["gap"], row["gap_percent"]) for row in rows
+    ] == [
+        (str(catalog.ornament("horse-h")), HO, "2.00", "11.1"),
+        (str(catalog.ornament("ff1-h")), OS, "10.00", "11.1"),
+    ]
+
+
+BAD_INPUT = [
+    ({"condition": "mint"}, "condition", "Must be one of"),
+    ({"year": "1066"}, "year", "Must be greater than or equal to 1900"),
+    ({"vendor": "amazon_com"}, "vendor", "unknown vendor 'amazon_com'."),
+    ({"min_gap": "-1"}, "min_gap", "must be from 0"),
+    ({"min_gap_percent": "x"}, "min_gap_percent", "Not a valid number."),
+    ({"sort": "price"}, "sort", "Must be one of"),
+    ({"limit": "0"}, "limit", "must be from 1 to 200."),
+    ({"cursor": "garbage"}, "cursor", "malformed cursor"),
+    ({"colour": "red"}, "colour", "Unknown field."),
+]
+
+
+@pytest.mark.parametrize(("params", "named", "reason"), BAD_INPUT, ids=[n for _, n, _ in BAD_INPUT])
+def test_bad_gap_input_is_400_naming_the_parameter(client, params, named, reason) -> None:
+    error = get(client, "/v1/market/gaps", 400, **params)
+    assert list(error["errors"]) == [named]
+    assert error["message"].startswith(f"invalid parameter {named}: {reason}")
+
+
+def test_a_gap_cursor_works_only_with_its_sort(client) -> None:
+    cursor = get(client, "/v1/market/gaps", sort="name", limit=1)["next_cursor"]
+    error = get(client, "/v1/market/gaps", 400, sort="year", cursor=cursor)
+    assert "sort=name" in error["errors"]["cursor"][0]
+
+
+def test_gaps_etag_gives_304(client) -> None:
+    first = client.get("/v1/market/gaps")
+    assert first.status_code == 200
+    again = client.get("/v1/market/gaps", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304

@@ -1,0 +1,203 @@
+"""/v1/market/gaps: price gaps between shops (issue #21, see gap_queries), a page at a time or
+as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import marshmallow as ma
+import sqlalchemy as sa
+from flask import Response
+from marshmallow import fields, validate
+
+from christmas_spiders.catalog.rules import BOXED, CONDITIONS
+from webapi import db, pagination, schemas, v1
+from webapi.market import gap_queries
+from webapi.ornament_queries import ORNAMENTS_MODIFIED
+from webapi.pagination import SortKey
+
+blueprint = v1.Blueprint(
+    "market_gaps", __name__, description="The market: price gaps between the shops."
+)
+
+_SORT_COLUMNS = {"id": "int", "name": "text", "year": "int", "gap": "price"}
+_PERCENT = "gap_percent"
+
+
+def sorts(table: sa.Subquery) -> dict[str, SortKey]:
+    """The sort orders of the gaps `table` (gap_queries.gaps)."""
+    found = {
+        name: SortKey(table.c[name], table.c.id, pagination.SORT_PARSERS[kind])
+        for name, kind in _SORT_COLUMNS.items()
+    }
+    found[_PERCENT] = SortKey(
+        table.c[_PERCENT], table.c.id, pagination.SORT_PARSERS["price"], nullable=True
+    )
+    return found
+
+
+# The sort names and cursor parsing do not depend on the filters: one table serves for both.
+SORTS = sorts(gap_queries.gaps({"condition": BOXED}))
+SORT_CHOICES = [*SORTS, *(f"-{name}" for name in SORTS)]
+
+
+class GapArgs(schemas.Query):
+    condition = fields.String(
+        load_default=BOXED,
+        validate=validate.OneOf(CONDITIONS),
+        metadata={"description": "The condition compared: only offers in it count."},
+    )
+    year = fields.Integer(validate=validate.Range(schemas.YEAR_MIN, schemas.YEAR_MAX))
+    series = schemas.text(metadata={"description": "Exact series name, any case."})
+    vendor = schemas.vendor_ids(
+        metadata={"description": "Only these shops' offers count (two at least to see a gap)."}
+    )
+    min_gap = schemas.price(metadata={"description": "Gaps of at least this much money."})
+    min_gap_percent = schemas.PriceParameter(
+        validate=validate.Range(0, 10**6, error="must be from 0 to 1000000."),
+        metadata={"description": "Gaps of at least this percent of the cheapest price."},
+    )
+    sort = fields.String(
+        load_default="-gap",
+        validate=validate.OneOf(SORT_CHOICES),
+        metadata={"description": "A field, `-` in front for descending; ties go by id."},
+    )
+
+
+class GapPageArgs(GapArgs):
+    limit = fields.Integer(
+        load_default=pagination.DEFAULT_LIMIT,
+        validate=validate.Range(1, pagination.MAX_LIMIT, error="must be from 1 to 200."),
+    )
+    cursor = pagination.CursorField(SORTS)
+
+    @ma.validates_schema
+    def _check(self, data: dict[str, Any], **_kwargs) -> None:
+        pagination.check_cursor(data.get("cursor"), data.get("sort", "-gap"))
+
+
+class GapOffer(ma.Schema):
+    product_id = fields.Integer()
+    vendor = fields.String()
+    price = schemas.Money()
+    link = fields.String()
+
+
+class Gap(ma.Schema):
+    ornament_id = fields.Integer(attribute="id")
+    year = fields.Integer()
+    name = fields.String()
+    series = fields.String(allow_none=True)
+    series_number = fields.Integer(allow_none=True)
+    item_number = fields.String(allow_none=True)
+    condition = fields.String()
+    shops = fields.Integer(metadata={"description": "Shops with an offer in stock."})
+    cheapest = fields.Nested(GapOffer)
+    dearest = fields.Nested(GapOffer)
+    gap = schemas.Money(metadata={"description": "Dearest minus cheapest price."})
+    gap_percent = schemas.Money(  # a decimal string too ("11.1")
+        allow_none=True, metadata={"description": "The gap, % of the cheapest."}
+    )
+
+
+class GapPage(ma.Schema):
+    items = fields.List(fields.Nested(Gap))
+    limit = fields.Integer()
+    next_cursor = fields.String(allow_none=True)
+
+
+def _gap(row: Any) -> dict[str, Any]:
+    found = dict(row._mapping)
+    for end in ("cheapest", "dearest"):
+        found[end] = {
+            "product_id": found.pop(f"{end}_id"),
+            "vendor": found.pop(f"{end}_vendor"),
+            "price": found.pop(f"{end}_price"),
+            "link": found.pop(f"{end}_link"),
+        }
+    return found
+
+
+@blueprint.route("/market/gaps")
+@blueprint.arguments(GapPageArgs(), location="query")
+@blueprint.response(200, GapPage)
+def list_gaps(args: dict[str, Any]):
+    """Price gaps: every ornament with offers in stock, in one condition, at two or more shops;
+    each shop's cheapest such offer stands for the shop; the cheapest and dearest shop's offer
+    and the gap between them, in money and percent of the cheapest. Largest gap first by
+    default; pages follow `next_cursor`."""
+    connection = db.reader()
+    table = gap_queries.gaps(args)
+    sort = args["sort"]
+    key = sorts(table)[sort.lstrip("-")]
+    rows, next_cursor = pagination.keyset_page(
+        connection,
+        sa.select(table),
+        key,
+        sort,
+        args.get("cursor"),
+        args["limit"],
+        value_of=lambda row: row._mapping[key.column.key],
+        by_index=False,
+    )
+    v1.set_last_modified(connection.execute(sa.select(ORNAMENTS_MODIFIED)).scalar())
+    return {
+        "items": [_gap(row) for row in rows],
+        "limit": args["limit"],
+        "next_cursor": next_cursor,
+    }
+
+
+CSV_COLUMNS = (
+    "id",
+    "year",
+    "name",
+    "series",
+    "series_number",
+    "item_number",
+    "condition",
+    "shops",
+    "cheapest_vendor",
+    "cheapest_price",
+    "cheapest_link",
+    "dearest_vendor",
+    "dearest_price",
+    "dearest_link",
+    "gap",
+    "gap_percent",
+)
+
+
+def _cell(value: Any) -> Any:
+    # A cell a spreadsheet would run as a formula is quoted as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+@blueprint.route("/market/gaps.csv")
+@blueprint.arguments(GapArgs(), location="query")
+@blueprint.response(
+    200,
+    {"type": "string"},
+    content_type="text/csv",
+    description="Every matching gap, one per line, in `sort` order (no pagination).",
+)
+def export_gaps(args: dict[str, Any]):
+    """The price gaps as CSV: the same filters and sort as /v1/market/gaps, every match."""
+    table = gap_queries.gaps(args)
+    sort = args["sort"]
+    query = pagination.ordered_all(sa.select(table), sorts(table)[sort.lstrip("-")], sort)
+    rows = db.reader().execute(query).all()  # one row per ornament: a few thousand at most
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row._mapping[name]) for name in CSV_COLUMNS])
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="price-gaps.csv"'},
+    )
