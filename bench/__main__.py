@@ -48,6 +48,7 @@ from pathlib import Path
 
 from bench import common
 from bench.common import Row, Session, log
+from christmas_spiders.errors import one_line
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results.md"
@@ -216,9 +217,7 @@ def run(figures: list[str], quick: bool) -> tuple[list[Row], Session, dict[str, 
                 rows[figure] = functions[figure](session)
             except Exception as error:  # one broken figure must not lose the others
                 traceback.print_exc()
-                rows[figure] = [
-                    Row(figure, TITLES[figure], "failed", "", str(error).splitlines()[0], False)
-                ]
+                rows[figure] = [Row(figure, TITLES[figure], "failed", "", one_line(error), False)]
             timing[figure] = {
                 "seconds": time.monotonic() - began,
                 "load_before": load,

@@ -58,6 +58,7 @@ from bench.common import (
 )
 from bench.crawl_efficiency import full_sync
 from christmas_spiders import config
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import database
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import crawl_runs
@@ -321,7 +322,7 @@ def measure(session: Session) -> list[Row]:
         jobs["API worker"] = api_worker(session)
     except Exception as error:  # the API is another issue's work: report, do not fail the rest
         log(f"API worker not measured: {error}")
-        jobs["API worker"] = {"error": str(error).splitlines()[0]}
+        jobs["API worker"] = {"error": one_line(error)}
 
     rows, details = [], []
     for vendor in VENDORS:

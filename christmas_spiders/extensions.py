@@ -37,7 +37,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from christmas_spiders import crawl_errors, health
 from christmas_spiders.config import Config
 from christmas_spiders.crawl_errors import FAILS_RUN
-from christmas_spiders.distributed.connection import describe
 from christmas_spiders.distributed.shared_run import Outcome, RunClosed
 from christmas_spiders.errors import one_line
 from christmas_spiders.quick.sync import summary_lines as quick_summary
@@ -116,7 +115,7 @@ class CrawlRunRecorder:
             self.run_closed = True
             await self.crawler.engine.close_spider_async(reason="run_closed")
         except redis.RedisError as error:
-            logger.error("cannot start the crawl: Redis failed (%s)", describe(error))
+            logger.error("cannot start the crawl: Redis failed (%s)", one_line(error))
             self.crawler.stats.set_value(STATUS_STAT, "failed")
             await self.crawler.engine.close_spider_async(reason="redis_unavailable")
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from christmas_spiders.arguments import ArgumentError
 from christmas_spiders.distributed.announce import announce_run
 from christmas_spiders.distributed.connection import RedisUnavailable
+from christmas_spiders.errors import one_line
 
 
 class Command(ScrapyCommand):
@@ -68,6 +69,6 @@ class Command(ScrapyCommand):
             raise UsageError(str(error), print_help=False) from None
         except SQLAlchemyError as error:
             raise UsageError(
-                f"the database is unavailable: {error.orig}", print_help=False
+                f"the database is unavailable: {one_line(error)}", print_help=False
             ) from None
         print(run_id)

@@ -41,7 +41,7 @@ class Command(ScrapyCrawl):
                 raise UsageError(str(error), print_help=False) from None
             except SQLAlchemyError as error:
                 raise UsageError(
-                    f"cannot check the arguments, the database is unavailable: {error.orig}",
+                    f"cannot check the arguments, the database is unavailable: {one_line(error)}",
                     print_help=False,
                 ) from None
         crawler = self._create_crawler(args[0])

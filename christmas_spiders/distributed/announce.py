@@ -15,6 +15,7 @@ import redis
 
 from christmas_spiders.config import Config
 from christmas_spiders.distributed import connection, keys, shared_run
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import get_engine, runs, upgrade
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def announce_run(config: Config, vendor: str, arguments: Mapping[str, Any]) -> i
                     stats={},
                 )
             raise connection.RedisUnavailable(
-                f"could not announce crawl run {run_id}: {connection.describe(error)}."
+                f"could not announce crawl run {run_id}: {one_line(error)}."
             ) from None
     finally:
         server.close()

@@ -10,6 +10,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from christmas_spiders.distributed import defaults
+from christmas_spiders.errors import one_line
 
 
 class RedisUnavailable(RuntimeError):
@@ -34,10 +35,6 @@ def client(url: str) -> redis.Redis:
     )
 
 
-def describe(error: redis.RedisError) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def check(url: str) -> redis.Redis:
     """Connect and PING; raise RedisUnavailable with a clear sentence when that fails."""
     server = client(url)
@@ -46,6 +43,6 @@ def check(url: str) -> redis.Redis:
     except redis.RedisError as error:
         server.close()
         raise RedisUnavailable(
-            f"Redis at {safe_url(url)} (REDIS_URL) is unreachable: {describe(error)}."
+            f"Redis at {safe_url(url)} (REDIS_URL) is unreachable: {one_line(error)}."
         ) from None
     return server

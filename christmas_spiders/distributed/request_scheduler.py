@@ -42,6 +42,7 @@ from christmas_spiders.config import Config
 from christmas_spiders.distributed import connection, defaults, keys, serializer
 from christmas_spiders.distributed.leases import LeaseBook, in_progress, store_items
 from christmas_spiders.distributed.shared_run import CrawlRun, Outcome
+from christmas_spiders.errors import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ class SharedRequestScheduler(Scheduler):
             logger.error(
                 "could not leave crawl run %s, Redis failed: %s",
                 self.run.name,
-                connection.describe(error),
+                one_line(error),
             )
             return
         logger.info(
@@ -223,12 +224,12 @@ class SharedRequestScheduler(Scheduler):
         if self.failed:
             return
         self.failed = True
-        self.stats.set_value("redis/lost", connection.describe(error))
+        self.stats.set_value("redis/lost", one_line(error))
         logger.error(
             "lost Redis during crawl run %s (%s): stopping this worker; the run will be "
             "recorded as failed, and a new run redoes the work",
             self.run.name if self.run else "?",
-            connection.describe(error),
+            one_line(error),
         )
         self._close_spider(REDIS_LOST_REASON)
 

@@ -37,6 +37,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from christmas_spiders import processes
 from christmas_spiders.config import PROJECT_ROOT, Config
 from christmas_spiders.distributed import connection, defaults, keys, shared_run
+from christmas_spiders.errors import one_line
 from christmas_spiders.retrying import Interrupted, backoff, failure, interruptible
 from christmas_spiders.storage import get_engine, heartbeats, runs
 
@@ -130,7 +131,7 @@ class StandingWorker:
         assert isinstance(error, redis.RedisError)
         logger.error(
             "Redis failed (%s); the worker retries in %.0f s",
-            connection.describe(error),
+            one_line(error),
             state.upcoming_sleep,
         )
         self._unsubscribe()

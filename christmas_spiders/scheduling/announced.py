@@ -51,7 +51,7 @@ class StandingWorkers:
         except redis.RedisError as error:
             logger.warning(
                 "Redis is unavailable (%s): the crawl runs in a child process",
-                connection.describe(error),
+                one_line(error),
             )
             return False
 
@@ -122,6 +122,4 @@ class StandingWorkers:
                 self._redis, keys.RunKeys(self.config.redis_key_prefix, crawl.vendor, run_id)
             )
         except redis.RedisError as error:
-            logger.warning(
-                "could not withdraw crawl run %d: %s", run_id, connection.describe(error)
-            )
+            logger.warning("could not withdraw crawl run %d: %s", run_id, one_line(error))

@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders import config
+from christmas_spiders.errors import one_line
 from christmas_spiders.normalize import parse_price
 from christmas_spiders.storage import deadletter, runs
 from christmas_spiders.storage.database import SchemaMismatch, check_schema, get_engine, upgrade
@@ -51,7 +52,7 @@ def _sweep(settings: config.Config) -> int:
         with engine.begin() as connection:
             swept = runs.sweep_abandoned(connection, unjoined_after=settings.redis_run_ttl_seconds)
     except (SchemaMismatch, SQLAlchemyError) as error:
-        logger.error("%s", str(getattr(error, "orig", None) or error).strip().splitlines()[0])
+        logger.error("%s", one_line(error))
         return 1
     logger.info(
         "%d abandoned crawl run(s) closed%s",

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from christmas_spiders.config import Config, ConfigError
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage import embedded, runs
 from christmas_spiders.storage.schema import (
     api_keys,
@@ -224,7 +225,7 @@ def _install_api_role(connection: Connection, config: Config) -> None:
                     "cannot create the API's database role %s (%s): the API will run with "
                     'read-only transactions instead; see README "API" for Heroku',
                     role,
-                    str(error.orig).strip().splitlines()[0],
+                    one_line(error),
                 )
                 return
             if _pgcode(error) not in (_DUPLICATE_OBJECT, _UNIQUE_VIOLATION):
@@ -256,5 +257,5 @@ def _install_api_role(connection: Connection, config: Config) -> None:
         logger.warning(
             "cannot grant the API's database role %s its privileges (%s)",
             role,
-            str(error.orig).strip().splitlines()[0],
+            one_line(error),
         )

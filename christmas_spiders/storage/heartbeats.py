@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders import logs
 from christmas_spiders.config import Config
+from christmas_spiders.errors import one_line
 from christmas_spiders.storage.schema import HEARTBEAT_PROCESSES, process_heartbeats
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class Heartbeat:
                 logger.warning(
                     "%s heartbeat not recorded (%s); trying again at the next beat",
                     self.process,
-                    str(getattr(error, "orig", None) or error).strip().splitlines()[0],
+                    one_line(error),
                 )
             self._failing = True
             return False
@@ -243,7 +244,7 @@ def main() -> int:
         with get_engine(settings).connect() as connection:
             found = states(connection)
     except SQLAlchemyError as error:
-        logger.error("the database is unavailable: %s", str(error).strip().splitlines()[0])
+        logger.error("the database is unavailable: %s", one_line(error))
         return 1
     print("| process | instance | state | started | last beat | details |")
     print("| --- | --- | --- | --- | --- | --- |")
