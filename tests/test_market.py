@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -107,6 +108,8 @@ FILTERS: list[tuple[dict[str, Any], list[str]]] = [
     ({"min_gap_percent": "11.2"}, []),
     ({"vendor": [HOH, HO]}, ["horse"]),  # Frosty Friends #1 is at HOH and OS
     ({"vendor": HOH}, []),
+    ({"shop": OS}, ["ff1"]),  # at one end of the gap
+    ({"shop": HO}, ["horse"]),
 ]
 
 
@@ -156,6 +159,7 @@ BAD_INPUT = [
     ({"condition": "mint"}, "condition", "Must be one of"),
     ({"year": "1066"}, "year", "Must be greater than or equal to 1900"),
     ({"vendor": "amazon_com"}, "vendor", "unknown vendor 'amazon_com'."),
+    ({"shop": "amazon_com"}, "shop", "unknown shop 'amazon_com'."),
     ({"min_gap": "-1"}, "min_gap", "must be from 0"),
     ({"min_gap_percent": "x"}, "min_gap_percent", "Not a valid number."),
     ({"sort": "price"}, "sort", "Must be one of"),
@@ -183,3 +187,43 @@ def test_gaps_etag_gives_304(client) -> None:
     assert first.status_code == 200
     again = client.get("/v1/market/gaps", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304
+
+
+# --- the web page ---------------------------------------------------------------------------
+
+
+def page_rows(client: FlaskClient, url: str, **params: Any) -> list[str]:
+    response = client.get(url, query_string=params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    return re.findall(r'<tr class="gap" data-ornament="(\d+)">', html)
+
+
+def test_gaps_page_shows_the_gaps_largest_first(client, catalog) -> None:
+    response = client.get("/market/gaps")
+    html = response.get_data(as_text=True)
+    assert page_rows(client, "/market/gaps") == [
+        str(catalog.ornament("ff1-h")),
+        str(catalog.ornament("horse-h")),
+    ]
+    assert "$90.00 at" in html and "$10.00 (11.1 %)" in html
+
+
+def test_gaps_page_filters_by_shop_and_year(client, catalog) -> None:
+    horse = [str(catalog.ornament("horse-h"))]
+    assert page_rows(client, "/market/gaps", shop=HOH) == [str(catalog.ornament("ff1-h")), *horse]
+    assert page_rows(client, "/market/gaps", year="2019", series="") == horse
+    assert page_rows(client, "/market/gaps", condition="no_box") == []
+
+
+def test_gaps_page_bad_input_is_a_400_page(client) -> None:
+    response = client.get("/market/gaps", query_string={"year": "19x9"})
+    assert response.status_code == 400
+    assert "year" in response.get_data(as_text=True)
+
+
+def test_gaps_page_csv_follows_its_filters(client, catalog) -> None:
+    response = client.get("/market/gaps.csv", query_string={"shop": OS, "sort": "gap"})
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [row["id"] for row in rows] == [str(catalog.ornament("ff1-h"))]

@@ -90,6 +90,10 @@ def gaps(args: Mapping[str, Any]) -> sa.Subquery:
         query = query.where(_o.year == args["year"])
     if "series" in args:
         query = query.where(sa.func.lower(_o.series) == args["series"].lower())
+    if "shop" in args:  # at one end of the gap
+        query = query.where(
+            sa.or_(g.cheapest_vendor == args["shop"], g.dearest_vendor == args["shop"])
+        )
     if "min_gap" in args:
         query = query.where(gap >= args["min_gap"])
     if "min_gap_percent" in args:

@@ -13,6 +13,7 @@ from flask import Response
 from marshmallow import fields, validate
 
 from christmas_spiders.catalog.rules import BOXED, CONDITIONS
+from christmas_spiders.vendors import VENDORS
 from webapi import db, pagination, schemas, v1
 from webapi.market import gap_queries
 from webapi.ornament_queries import ORNAMENTS_MODIFIED
@@ -53,6 +54,10 @@ class GapArgs(schemas.Query):
     series = schemas.text(metadata={"description": "Exact series name, any case."})
     vendor = schemas.vendor_ids(
         metadata={"description": "Only these shops' offers count (two at least to see a gap)."}
+    )
+    shop = fields.String(
+        validate=validate.OneOf(list(VENDORS), error="unknown shop {input!r}."),
+        metadata={"description": "Gaps with this shop at one end (cheapest or dearest)."},
     )
     min_gap = schemas.price(metadata={"description": "Gaps of at least this much money."})
     min_gap_percent = schemas.PriceParameter(
@@ -120,20 +125,14 @@ def _gap(row: Any) -> dict[str, Any]:
     return found
 
 
-@blueprint.route("/market/gaps")
-@blueprint.arguments(GapPageArgs(), location="query")
-@blueprint.response(200, GapPage)
-def list_gaps(args: dict[str, Any]):
-    """Price gaps: every ornament with offers in stock, in one condition, at two or more shops;
-    each shop's cheapest such offer stands for the shop; the cheapest and dearest shop's offer
-    and the gap between them, in money and percent of the cheapest. Largest gap first by
-    default; pages follow `next_cursor`."""
-    connection = db.reader()
+def gap_page(args: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of gaps for `args` (GapPageArgs) and the cursor of the next (the API's and the
+    web page's)."""
     table = gap_queries.gaps(args)
     sort = args["sort"]
     key = sorts(table)[sort.lstrip("-")]
     rows, next_cursor = pagination.keyset_page(
-        connection,
+        db.reader(),
         sa.select(table),
         key,
         sort,
@@ -142,12 +141,20 @@ def list_gaps(args: dict[str, Any]):
         value_of=lambda row: row._mapping[key.column.key],
         by_index=False,
     )
-    v1.set_last_modified(connection.execute(sa.select(ORNAMENTS_MODIFIED)).scalar())
-    return {
-        "items": [_gap(row) for row in rows],
-        "limit": args["limit"],
-        "next_cursor": next_cursor,
-    }
+    return [_gap(row) for row in rows], next_cursor
+
+
+@blueprint.route("/market/gaps")
+@blueprint.arguments(GapPageArgs(), location="query")
+@blueprint.response(200, GapPage)
+def list_gaps(args: dict[str, Any]):
+    """Price gaps: every ornament with offers in stock, in one condition, at two or more shops;
+    each shop's cheapest such offer stands for the shop; the cheapest and dearest shop's offer
+    and the gap between them, in money and percent of the cheapest. Largest gap first by
+    default; pages follow `next_cursor`."""
+    items, next_cursor = gap_page(args)
+    v1.set_last_modified(db.reader().execute(sa.select(ORNAMENTS_MODIFIED)).scalar())
+    return {"items": items, "limit": args["limit"], "next_cursor": next_cursor}
 
 
 CSV_COLUMNS = (
@@ -187,6 +194,11 @@ def _cell(value: Any) -> Any:
 )
 def export_gaps(args: dict[str, Any]):
     """The price gaps as CSV: the same filters and sort as /v1/market/gaps, every match."""
+    return csv_response(args)
+
+
+def csv_response(args: dict[str, Any]) -> Response:
+    """Every gap matching `args` (GapArgs) as a CSV download (the API's and the web page's)."""
     table = gap_queries.gaps(args)
     sort = args["sort"]
     query = pagination.ordered_all(sa.select(table), sorts(table)[sort.lstrip("-")], sort)

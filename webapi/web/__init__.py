@@ -12,7 +12,7 @@ the few queries of its own (`queries`) are written so the API can use them too.
 The pages are public unless `web_requires_key` is on; the JSON API always needs a key.
 """
 
-from webapi.web import ornament_pages  # noqa: F401  (its pages join the blueprint)
+from webapi.web import market_pages, ornament_pages  # noqa: F401  (their pages join the blueprint)
 from webapi.web.views import blueprint
 
 __all__ = ["blueprint"]

@@ -1,0 +1,41 @@
+"""The market pages (issue #21): price gaps between the shops (`/market/gaps`, and its CSV),
+read through the API's own queries (webapi.market)."""
+
+from __future__ import annotations
+
+from flask import render_template
+
+from christmas_spiders.catalog.rules import CONDITIONS
+from christmas_spiders.vendors import VENDORS
+from webapi.market import gaps
+from webapi.web.forms import arguments, page_url
+from webapi.web.views import blueprint
+
+GAPS_PER_PAGE = 50
+
+
+@blueprint.get("/market/gaps")
+def gaps_page():
+    """Ornaments in stock at two or more shops in one condition, the cheapest and the dearest
+    shop's offer, the largest gap first."""
+    form = arguments(gaps.GapPageArgs(exclude=("vendor", "limit")))  # one shop: `shop`
+    found, next_cursor = gaps.gap_page({**form, "limit": GAPS_PER_PAGE})
+    shown = {name: value for name, value in form.items() if name != "cursor"}
+    return render_template(
+        "web/market_gaps.html",
+        args=form,
+        gaps=found,
+        vendors=VENDORS,
+        conditions=CONDITIONS,
+        sorts=gaps.SORT_CHOICES,
+        next_url=page_url("web.gaps_page", shown, cursor=next_cursor) if next_cursor else None,
+        first_url=page_url("web.gaps_page", shown) if "cursor" in form else None,
+        csv_url=page_url("web.gaps_csv", shown),
+    )
+
+
+@blueprint.get("/market/gaps.csv")
+def gaps_csv():
+    """Every gap the page's filters find, as CSV."""
+    form = arguments(gaps.GapArgs(exclude=("vendor",)))
+    return gaps.csv_response(form)
