@@ -62,12 +62,18 @@ class String(OwnSentences, fields.String):
         return value
 
 
+# marshmallow's number fields: not a number, or one too large for a float.
+_NUMBER_ERRORS = {
+    "invalid": "must be a number, not {input!r}.",
+    "too_large": "must be a number, not {input!r}.",
+}
+
+
 class Integer(OwnSentences, fields.Integer):
     """A whole number, from a JSON number or from text (an environment variable)."""
 
     default_error_messages: ClassVar[dict[str, str]] = {
-        "invalid": "must be a number, not {input!r}.",
-        "too_large": "must be a number, not {input!r}.",
+        **_NUMBER_ERRORS,
         "whole": "must be a whole number, not {input!r}.",
     }
 
@@ -80,8 +86,7 @@ class Integer(OwnSentences, fields.Integer):
 
 class Float(OwnSentences, fields.Float):
     default_error_messages: ClassVar[dict[str, str]] = {
-        "invalid": "must be a number, not {input!r}.",
-        "too_large": "must be a number, not {input!r}.",
+        **_NUMBER_ERRORS,
         "special": "must be a finite number.",
     }
 

@@ -45,13 +45,12 @@ _RECORD_ATTEMPTS = 3  # tries to record an outcome while the database is away (1
 class ChildCrawls:
     def __init__(self, config: Config, engine: Engine, stopping: threading.Event) -> None:
         self.config = config
-        self.schedule = config.schedule
         self.engine = engine
         self.stopping = stopping
 
     def command(self, crawl: Crawl, run_id: int) -> list[str]:
         arguments = {**crawl.arguments, "run_id": run_id}
-        return crawl_command(crawl.vendor, arguments, self.schedule.crawl_settings)
+        return crawl_command(crawl.vendor, arguments, self.config.schedule.crawl_settings)
 
     def run(self, crawl: Crawl) -> Outcome:
         """Open the run, crawl it in a child, record how it ended."""
@@ -89,7 +88,7 @@ class ChildCrawls:
                 reason = "scheduler_stopped"
             if reason is not None:
                 name = f"{crawl.job_id}: the crawl"
-                stop_process(child, self.schedule.stop_grace, group=True, name=name)
+                stop_process(child, self.config.schedule.stop_grace, group=True, name=name)
                 return reason
 
     def _record(
