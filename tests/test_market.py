@@ -8,6 +8,7 @@ import io
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,11 +16,13 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 
+from christmas_spiders.storage.products import upsert_products
+from christmas_spiders.storage.schema import product_changes, products
 from webapi import auth, create_app
 
 from .conftest import _url_for
 from .test_api import get, owner_engine
-from .test_api_ornaments import HO, HOH, OS, Catalog, seed
+from .test_api_ornaments import HO, HOH, OS, Catalog, _item, seed
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +230,137 @@ def test_gaps_page_csv_follows_its_filters(client, catalog) -> None:
     assert response.status_code == 200
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert [row["id"] for row in rows] == [str(catalog.ornament("ff1-h"))]
+
+
+# --- rarity, on hand-made histories ----------------------------------------------------------
+
+RARE = {"series": "Market Rarity"}
+# key: (vendor, name, sku, price now); each listing's history is replaced by HISTORIES below.
+RARE_ITEMS = [
+    _item(OS, "globe-o", "2010 Snow Globe", "QX9001", "25.00", **RARE),
+    _item(HOH, "pair-h", "2011 Twin Bells", "QX9002", "30.00", **RARE),
+    _item(HO, "pair-m", "2011 Twin Bells", "QX9002", "31.00", **RARE),
+    _item(OS, "never-o", "2012 Lost Sled", "QX9003", "40.00", availability="unavailable", **RARE),
+]
+# key → [(days before now, kind, field, value)]: listed/relisted take a snapshot.
+HISTORIES: dict[str, list[tuple[int, str, str | None, str]]] = {
+    # In stock from 120 to 60 days ago: 30 of the last 90 days, 60 of the last 365; priced
+    # 20.00 then, 25.00 now: +25 %.
+    "globe-o": [
+        (120, "listed", None, '{"price": 20.00, "availability": "available"}'),
+        (60, "changed", "availability", "unavailable"),
+    ],
+    # Two shops, overlapping: 80 to 50 days ago (then delisted) and 60 to 40 days ago; in
+    # stock anywhere from 80 to 40 days ago, 40 days once, not 50.
+    "pair-h": [
+        (80, "listed", None, '{"price": 30.00, "availability": "available"}'),
+        (50, "delisted", None, '{"price": 30.00, "availability": "available"}'),
+    ],
+    "pair-m": [
+        (60, "listed", None, '{"price": 31.00, "availability": "preorder"}'),
+        (40, "changed", "availability", "unavailable"),
+    ],
+    # Listed more than a year ago and never in stock since.
+    "never-o": [(400, "listed", None, '{"price": 40.00, "availability": "unavailable"}')],
+}
+
+
+@pytest.fixture(scope="module")
+def histories(catalog: Catalog) -> dict[str, int]:
+    """RARE_ITEMS stored and linked by the store code, their history replaced by HISTORIES
+    (times relative to now); the ornament of each listing."""
+    engine = owner_engine(catalog.url)
+    with engine.begin() as connection:
+        upsert_products(connection, RARE_ITEMS)
+    keys = [item["vendor_product_id"] for item in RARE_ITEMS]
+    p, c = products.c, product_changes.c
+    with engine.begin() as connection:
+        rows = connection.execute(
+            sa.select(p.vendor_product_id, p.id, p.ornament_id).where(p.vendor_product_id.in_(keys))
+        ).all()
+        ids = {row.vendor_product_id: row.id for row in rows}
+        connection.execute(
+            sa.update(products).where(p.id == ids["pair-h"]).values(delisted_at=sa.func.now())
+        )
+        connection.execute(sa.delete(product_changes).where(c.product_id.in_(ids.values())))
+        now = datetime.now(UTC)
+        connection.execute(
+            sa.insert(product_changes),
+            [
+                {
+                    "product_id": ids[key],
+                    "kind": kind,
+                    "field": name,
+                    "new_value": value,
+                    "changed_at": now - timedelta(days=days),
+                }
+                for key, events in HISTORIES.items()
+                for days, kind, name, value in events
+            ],
+        )
+    engine.dispose()
+    return {row.vendor_product_id: row.ornament_id for row in rows}
+
+
+def test_rarity_on_hand_made_histories_rarest_first(client, histories) -> None:
+    found = get(client, "/v1/market/rare", series="market rarity")["items"]
+    figures = [
+        (
+            item["ornament_id"],
+            item["shops"],
+            item["in_stock_percent_90"],
+            item["in_stock_percent_365"],
+            item["trend_percent"],
+            item["trend_offers"],
+        )
+        for item in found
+    ]
+    assert figures == [
+        (histories["never-o"], 1, "0.0", "0.0", "0.0", 1),  # 40.00 then and now
+        (histories["pair-h"], 1, "44.4", "11.0", None, 0),  # 40 of 90 days, 40 of 365
+        (histories["globe-o"], 1, "33.3", "16.4", "25.0", 1),  # 30 of 90 days, 60 of 365
+    ]
+
+
+def test_rarity_sorts_page_one_at_a_time(client, histories) -> None:
+    def walk_rare(**params: Any) -> list[int]:
+        found, cursor = [], None
+        for _ in range(20):
+            page = get(
+                client,
+                "/v1/market/rare",
+                series="Market Rarity",
+                limit=1,
+                **params,
+                **({"cursor": cursor} if cursor else {}),
+            )
+            found += [item["ornament_id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+        raise AssertionError("the pages did not end")
+
+    never, pair, globe = histories["never-o"], histories["pair-h"], histories["globe-o"]
+    assert walk_rare() == [never, pair, globe]
+    assert walk_rare(sort="-in_stock_90") == [pair, globe, never]
+    assert walk_rare(sort="in_stock_90") == [never, globe, pair]
+    assert walk_rare(sort="-id") == sorted([never, pair, globe], reverse=True)
+    assert walk_rare(sort="shops") == sorted([never, pair, globe])  # one shop each: by id
+
+
+RARE_BAD_INPUT = [
+    ({"year": "1066"}, "year", "Must be greater than or equal to 1900"),
+    ({"sort": "price"}, "sort", "Must be one of"),
+    ({"limit": "201"}, "limit", "must be from 1 to 200."),
+    ({"cursor": "garbage"}, "cursor", "malformed cursor"),
+    ({"colour": "red"}, "colour", "Unknown field."),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "named", "reason"), RARE_BAD_INPUT, ids=[n for _, n, _ in RARE_BAD_INPUT]
+)
+def test_bad_rarity_input_is_400_naming_the_parameter(client, params, named, reason) -> None:
+    error = get(client, "/v1/market/rare", 400, **params)
+    assert list(error["errors"]) == [named]
+    assert error["message"].startswith(f"invalid parameter {named}: {reason}")

@@ -31,6 +31,7 @@ from webapi import (
     web,
 )
 from webapi.market import gaps as market_gaps
+from webapi.market import rare as market_rare
 
 
 def create_app(settings: config.Config | None = None, test_config: dict[str, Any] | None = None):
@@ -65,7 +66,17 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
     errors.init_app(app)
     app.register_blueprint(docs.blueprint)
     api.register_blueprint(health.blueprint)
-    for module in (vendors, products, ornaments, series, skus, changes, runs, market_gaps):
+    for module in (
+        vendors,
+        products,
+        ornaments,
+        series,
+        skus,
+        changes,
+        runs,
+        market_gaps,
+        market_rare,
+    ):
         api.register_blueprint(module.blueprint)
     app.register_blueprint(web.blueprint)  # the HTML pages, at /
     return app

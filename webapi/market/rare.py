@@ -1,0 +1,123 @@
+"""/v1/market/rare: the rarest ornaments (issue #21, see rarity_queries), a page at a time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+import sqlalchemy as sa
+from marshmallow import fields, validate
+
+from webapi import db, pagination, schemas, v1
+from webapi.market import rarity_queries
+from webapi.pagination import SortKey
+
+blueprint = v1.Blueprint("market_rare", __name__, description="The market: the rarest ornaments.")
+
+_SORT_COLUMNS = {
+    "in_stock_365": ("in_stock_percent_365", "price"),
+    "in_stock_90": ("in_stock_percent_90", "price"),
+    "shops": ("shops", "int"),
+    "id": ("id", "int"),
+}
+
+
+def sorts(table: sa.Subquery) -> dict[str, SortKey]:
+    """The sort orders of the rarity `table` (rarity_queries.rarity)."""
+    return {
+        name: SortKey(table.c[column], table.c.id, pagination.SORT_PARSERS[kind])
+        for name, (column, kind) in _SORT_COLUMNS.items()
+    }
+
+
+SORTS = sorts(rarity_queries.rarity(datetime.now(UTC)))
+SORT_CHOICES = [*SORTS, *(f"-{name}" for name in SORTS)]
+DEFAULT_SORT = "in_stock_365"
+
+
+class RareArgs(schemas.Query):
+    year = fields.Integer(validate=validate.Range(schemas.YEAR_MIN, schemas.YEAR_MAX))
+    series = schemas.text(metadata={"description": "Exact series name, any case."})
+    sort = fields.String(
+        load_default=DEFAULT_SORT,
+        validate=validate.OneOf(SORT_CHOICES),
+        metadata={
+            "description": "A field, `-` in front for descending; ties go by id. The default, "
+            "the share of the last 365 days in stock, lists the rarest first."
+        },
+    )
+    limit = fields.Integer(
+        load_default=pagination.DEFAULT_LIMIT,
+        validate=validate.Range(1, pagination.MAX_LIMIT, error="must be from 1 to 200."),
+    )
+    cursor = pagination.CursorField(SORTS)
+
+    @ma.validates_schema
+    def _check(self, data: dict[str, Any], **_kwargs) -> None:
+        pagination.check_cursor(data.get("cursor"), data.get("sort", DEFAULT_SORT))
+
+
+class Rarity(ma.Schema):
+    ornament_id = fields.Integer(attribute="id")
+    year = fields.Integer()
+    name = fields.String()
+    series = fields.String(allow_none=True)
+    series_number = fields.Integer(allow_none=True)
+    item_number = fields.String(allow_none=True)
+    shops = fields.Integer(metadata={"description": "Shops listing it today."})
+    in_stock_percent_90 = schemas.Money(
+        metadata={"description": "Share of the last 90 days it was in stock at any shop, %."}
+    )
+    in_stock_percent_365 = schemas.Money(
+        metadata={"description": "Share of the last 365 days it was in stock at any shop, %."}
+    )
+    trend_percent = schemas.Money(
+        allow_none=True,
+        metadata={"description": "Price change of its offers priced 90 days ago and now, %."},
+    )
+    trend_offers = fields.Integer(metadata={"description": "Offers behind trend_percent."})
+
+
+class RarityPage(ma.Schema):
+    items = fields.List(fields.Nested(Rarity))
+    limit = fields.Integer()
+    next_cursor = fields.String(allow_none=True)
+
+
+def rare_page(args: dict[str, Any], now: datetime) -> tuple[list[Any], str | None]:
+    """One page of ornaments' rarity for `args` (RareArgs) as of `now`, and the next cursor."""
+    table = rarity_queries.rarity(now)
+    query = sa.select(table)
+    if "year" in args:
+        query = query.where(table.c.year == args["year"])
+    if "series" in args:
+        query = query.where(sa.func.lower(table.c.series) == args["series"].lower())
+    sort = args["sort"]
+    key = sorts(table)[sort.lstrip("-")]
+    return pagination.keyset_page(
+        db.reader(),
+        query,
+        key,
+        sort,
+        args.get("cursor"),
+        args["limit"],
+        value_of=lambda row: row._mapping[key.column.key],
+        by_index=False,
+    )
+
+
+@blueprint.route("/market/rare")
+@blueprint.arguments(RareArgs(), location="query")
+@blueprint.response(200, RarityPage)
+def list_rare(args: dict[str, Any]):
+    """Rarity: per ornament, how many shops list it, the share of the last 90 and 365 days it
+    was in stock at any shop (from the change history), and its price trend over 90 days. The
+    rarest (least in stock over the year) first by default; pages follow `next_cursor`."""
+    # No Last-Modified: the shares move with the clock, not only with the data (the ETag holds).
+    rows, next_cursor = rare_page(args, datetime.now(UTC))
+    return {
+        "items": [row._mapping for row in rows],
+        "limit": args["limit"],
+        "next_cursor": next_cursor,
+    }
