@@ -364,3 +364,13 @@ def test_bad_rarity_input_is_400_naming_the_parameter(client, params, named, rea
     error = get(client, "/v1/market/rare", 400, **params)
     assert list(error["errors"]) == [named]
     assert error["message"].startswith(f"invalid parameter {named}: {reason}")
+
+
+def test_rarest_page_on_hand_made_histories(client, histories) -> None:
+    response = client.get("/market/rare", query_string={"series": "Market Rarity"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    rows = re.findall(r'<tr class="rarity" data-ornament="(\d+)">', html)
+    assert rows == [str(histories[key]) for key in ("never-o", "pair-h", "globe-o")]
+    assert "33.3 %" in html and "+25.0 % (1 offer)" in html
+    assert client.get("/market/rare", query_string={"sort": "x"}).status_code == 400

@@ -1,17 +1,19 @@
-"""The market pages (issue #21): price gaps between the shops (`/market/gaps`, and its CSV),
-read through the API's own queries (webapi.market)."""
+"""The market pages (issue #21): price gaps between the shops (`/market/gaps`, and its CSV)
+and the rarest ornaments (`/market/rare`), read through the API's own queries (webapi.market)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from flask import render_template
 
 from christmas_spiders.catalog.rules import CONDITIONS
 from christmas_spiders.vendors import VENDORS
-from webapi.market import gaps
+from webapi.market import gaps, rare
 from webapi.web.forms import arguments, page_url
 from webapi.web.views import blueprint
 
-GAPS_PER_PAGE = 50
+GAPS_PER_PAGE = RARE_PER_PAGE = 50
 
 
 @blueprint.get("/market/gaps")
@@ -39,3 +41,19 @@ def gaps_csv():
     """Every gap the page's filters find, as CSV."""
     form = arguments(gaps.GapArgs(exclude=("vendor",)))
     return gaps.csv_response(form)
+
+
+@blueprint.get("/market/rare")
+def rare_page():
+    """The rarest ornaments: the fewest days in stock at any shop over the last year first."""
+    form = arguments(rare.RareArgs(exclude=("limit",)))
+    rows, next_cursor = rare.rare_page({**form, "limit": RARE_PER_PAGE}, datetime.now(UTC))
+    shown = {name: value for name, value in form.items() if name != "cursor"}
+    return render_template(
+        "web/market_rare.html",
+        args=form,
+        ornaments=rows,
+        sorts=rare.SORT_CHOICES,
+        next_url=page_url("web.rare_page", shown, cursor=next_cursor) if next_cursor else None,
+        first_url=page_url("web.rare_page", shown) if "cursor" in form else None,
+    )
