@@ -17,8 +17,11 @@ VENDORS: dict[str, Vendor] = {
     for vendor in (
         Vendor("hookedonhallmark_com", "Hooked on Hallmark", "https://www.hookedonhallmark.com"),
         Vendor("ornament_shop_com", "Ornament Shop", "https://www.ornament-shop.com"),
+        # The shop calls itself The Ornament Factory: its address says it is hallmarkornaments.com.
         Vendor(
-            "hallmark_ornaments_com", "The Ornament Factory", "https://www.hallmarkornaments.com"
+            "hallmark_ornaments_com",
+            "The Ornament Factory (hallmarkornaments.com)",
+            "https://www.hallmarkornaments.com",
         ),
     )
 }

@@ -292,6 +292,15 @@ def test_vendors_have_product_counts_last_sync_and_last_run(client, catalog) -> 
     assert get(client, "/v1/vendors/nope", 404)["message"] == "no vendor 'nope'."
 
 
+def test_the_ornament_factory_is_named_with_its_address(client) -> None:
+    """hallmarkornaments.com calls itself The Ornament Factory: its name says both (#20)."""
+    vendor = get(client, "/v1/vendors/hallmark_ornaments_com")
+    assert vendor["display_name"] == "The Ornament Factory (hallmarkornaments.com)"
+    offers = get(client, f"/v1/skus/{SKU}")["offers"]
+    names = {offer["vendor"]: offer["vendor_name"] for offer in offers}
+    assert names["hallmark_ornaments_com"] == vendor["display_name"]
+
+
 # --- the product list -----------------------------------------------------------------------------
 
 
@@ -841,6 +850,17 @@ def test_garbage_in_a_path_is_a_404_saying_what_was_not_found(client, path, mess
     response = client.get(path)
     assert response.status_code == 404
     assert response.get_json() == {"code": 404, "status": "Not Found", "message": message}
+
+
+def test_an_implausibly_long_sku_is_a_400_that_does_not_echo_it(client) -> None:
+    answer = get(client, "/v1/skus/" + "QX1" * 1667, 400)  # 5,001 characters
+    assert answer["message"] == "invalid parameter sku: at most 64 characters, not 5,001."
+    assert answer["errors"] == {"sku": ["at most 64 characters, not 5,001."]}
+    # 64 characters are still looked up (and named in the 404).
+    longest = "Q" * 64
+    assert (
+        get(client, f"/v1/skus/{longest}", 404)["message"] == f"no product has the SKU {longest!r}."
+    )
 
 
 def test_every_error_is_json(client) -> None:

@@ -6,6 +6,7 @@ the key setting, security headers, and odd input (each value its expected page a
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from collections.abc import Iterator
@@ -709,7 +710,7 @@ def test_lowest_and_highest_over_90_and_365_days(client, catalog, horse_url) -> 
 
 def test_the_chart_has_a_line_per_shop_and_condition(client, catalog, horse_url) -> None:
     tree = page(client, horse_url)
-    (svg,) = tree.cssselect("svg.price-chart")
+    (svg,) = tree.cssselect("svg.price-chart.wide")
     assert svg.get("role") == "img"
     title_id, desc_id = svg.get("aria-labelledby").split()
     assert "2019 Nostalgic Rocking Horse at 3 shops" in text(svg.get_element_by_id(title_id))
@@ -724,7 +725,7 @@ def test_the_chart_has_a_line_per_shop_and_condition(client, catalog, horse_url)
         "Hooked on Hallmark": 4,
         "Ornament Shop": 1,
         "Ornament Shop, no box": 1,
-        "The Ornament Factory": 2,
+        "The Ornament Factory (hallmarkornaments.com)": 2,
     }
     hoh = lines["Hooked on Hallmark"]
     prices = [
@@ -744,6 +745,13 @@ def test_the_chart_has_a_line_per_shop_and_condition(client, catalog, horse_url)
     # The text alternative: one row per point.
     table = tree.cssselect("figure.chart details table tbody tr")
     assert len(table) == sum(points.values())
+    # The phone's layout: the same lines and points, labelled apart from the wide one's.
+    (narrow,) = tree.cssselect("svg.price-chart.narrow")
+    assert {
+        text(group.cssselect("title")[0]): len(group.cssselect(".point"))
+        for group in narrow.cssselect("g.series[data-vendor]")
+    } == points
+    assert set(narrow.get("aria-labelledby").split()).isdisjoint({title_id, desc_id})
 
 
 def test_ornament_page_lists_changes_newest_first(client, horse_url) -> None:
@@ -767,7 +775,7 @@ def test_listings_go_to_their_ornament(client, catalog, horse_url) -> None:
     assert mystery.status_code == 302
     tree = page(client, mystery.headers["Location"].split("#")[0])
     assert text(tree.cssselect("h1")[0]) == '2022 <b>Mystery</b> & "Friends" Ornament'
-    (line,) = tree.cssselect("g.series")
+    (line,) = tree.cssselect("svg.wide g.series")
     assert line.get("data-vendor") == HO
 
 
@@ -775,7 +783,7 @@ def test_a_listing_the_rules_cannot_link_has_its_own_page(client, catalog) -> No
     tree = page(client, f"/products/{catalog.ids['v-vintage']}")
     assert text(tree.cssselect("h1")[0]) == "Vintage Glass Bell"
     assert "not linked to an ornament" in text(tree.cssselect("p.note")[0])
-    (line,) = tree.cssselect("g.series")
+    (line,) = tree.cssselect("svg.wide g.series")
     assert line.get("data-vendor") == HO
     assert len(line.cssselect(".point")) == 1
 
@@ -787,6 +795,40 @@ def test_unknown_products_ornaments_and_skus_are_404_pages(client) -> None:
     page(client, f"/products/{2**64}", 404)
     page(client, f"/ornaments/{2**64}", 404)
     page(client, f"/sku/{SKU}", 400, since="2026-01-01")  # the page takes no parameters
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status"),
+    [
+        ("GET", "/products/-1", 404),  # no route: the id is no (unsigned) integer
+        ("GET", "/products/abc", 404),
+        ("GET", "/ornaments/-1", 404),
+        ("GET", "/no-such-page", 404),
+        ("POST", "/changes", 405),
+    ],
+)
+def test_urls_no_route_takes_are_html_error_pages(client, method, url, status) -> None:
+    """Outside the JSON API a URL no route takes is a page's: the HTML error page (#20)."""
+    response = client.open(url, method=method)
+    assert response.status_code == status
+    assert response.mimetype == "text/html"
+    assert response.headers["Content-Security-Policy"] == security.CONTENT_SECURITY_POLICY
+    tree = lxml.html.fromstring(response.get_data(as_text=True))
+    assert text(tree.cssselect("h1")[0]).startswith(str(status))
+    assert tree.cssselect("p.error-message") and tree.cssselect("header.site nav")
+    api = client.get("/v1/products/-1")  # the API's stay JSON
+    assert (api.status_code, api.get_json()["code"]) == (404, 404)
+
+
+def test_the_ornament_factory_is_named_with_its_address(client, catalog) -> None:
+    """hallmarkornaments.com calls itself The Ornament Factory: the pages name both (#20)."""
+    name = "The Ornament Factory (hallmarkornaments.com)"
+    search = page(client, "/")
+    assert name in [text(th) for th in search.cssselect("table.results thead th")]
+    assert name in [text(option) for option in search.cssselect("select#shop option")]
+    assert name in text(search.cssselect("footer.site")[0])
+    runs = page(client, "/runs")
+    assert name in [text(th) for th in runs.cssselect("table.run-grid thead th")]
 
 
 # --- series ----------------------------------------------------------------------------------
@@ -1093,3 +1135,40 @@ def test_chart_ticks_are_round_prices_and_dates() -> None:
     # Steps: flat until the change, then straight up.
     (drawn,) = chart.series
     assert drawn.in_stock_path.count("V") == 1 and drawn.out_of_stock_path == ""
+
+
+def test_the_narrow_layout_keeps_its_text_inside_a_phone_sized_chart() -> None:
+    """The phone's layout (about 1:1 on a 390 px screen, so its 12-unit text stays legible):
+    fewer date ticks, far enough apart for their labels; a legend label too long for one line
+    on several lines, every line inside the chart; the plot below the legend."""
+    start = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
+    long_label = "The Ornament Factory (hallmarkornaments.com), no box"
+    series = [
+        charts.Series(
+            vendor,
+            label,
+            index,
+            [charts.PricePoint(start, Decimal("17.95"))],
+            [],
+            style=index,
+        )
+        for index, (vendor, label) in enumerate(
+            [(HOH, "Hooked on Hallmark"), (OS, "Ornament Shop"), (HO, long_label)]
+        )
+    ]
+    chart = charts.price_chart("c", "t", series, start + timedelta(days=400))
+    narrow = chart.narrow
+    assert narrow is not None and (narrow.layout, narrow.id) == ("narrow", "c-narrow")
+    assert (chart.width, narrow.width) == (charts.WIDE.width, charts.NARROW.width) == (800, 380)
+    assert len(chart.x_ticks) > len(narrow.x_ticks) >= 2
+    assert len(narrow.x_ticks) <= charts.NARROW.x_ticks
+    gaps = [b.at - a.at for a, b in itertools.pairwise(narrow.x_ticks)]
+    assert min(gaps) >= 70  # a 10-character date label is about 65 units wide
+    (wrapped,) = [entry for entry in narrow.legend if entry.label == long_label]
+    assert len(wrapped.lines) == 2 and " ".join(wrapped.lines) == long_label
+    for entry in narrow.legend:
+        right = entry.x + 36 + max(len(line) for line in entry.lines) * 7
+        assert entry.x >= 0 and right <= narrow.width, entry
+        assert entry.y + (len(entry.lines) - 0.5) * charts.LEGEND_ROW <= narrow.top, entry
+    # The wide layout keeps every label on one line.
+    assert all(entry.lines == (entry.label,) for entry in chart.legend)

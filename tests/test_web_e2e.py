@@ -10,15 +10,14 @@ as the crawls wrote them), so that the chart spans weeks as it would in producti
 Checks: no page logs a console error (CSP violations and failed loads included), the SKU leads
 to its ornament's page, whose chart has a line per shop with one point per recorded price and
 whose cheapest offer is the cheapest in stock of its table, the search form's filters work (one
-row per ornament), and a screenshot of the ornament page is a PNG of the viewport's size
-(README's docs/web-product-page.png is one such screenshot).
+row per ornament), and on a phone (390 px) no page scrolls sideways and the chart's text is at
+least 11 px tall. The screenshots of `python -m demo screenshots` (docs/screenshots/) are taken
+here too, of these crawls, into the test's temporary folder.
 """
 
 from __future__ import annotations
 
-import shutil
 import struct
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,17 +26,15 @@ from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import make_server
 
 from christmas_spiders import config
-from christmas_spiders.rendering import CHROMIUM_FLAGS, DEFAULT_BROWSER_PATH, DEFAULT_DRIVER_PATH
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
 from christmas_spiders.vendors import VENDORS
+from demo import screenshots
 from webapi import create_app
 
 from .conftest import PROJECT_ROOT, _url_for
@@ -58,7 +55,6 @@ DAYS_AGO = (60, 25, 0)  # when each round is taken to have run
 # One point per recorded price: the listing, then each price change.
 POINTS = {HOH: 3, HO: 2, OS: 1}
 FAST = {"AUTOTHROTTLE_ENABLED": "0", "RETRY_BACKOFF_BASE": "0.05", "RETRY_BACKOFF_MAX": "1"}
-VIEWPORT = (1200, 900)
 WAIT = 60  # seconds: generous, for a loaded machine; the waits end as soon as the page is there
 
 
@@ -185,26 +181,14 @@ def site(crawled: Crawled) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    """Headless Chromium as the rendering middleware starts it, with a fixed viewport and
-    the console log kept."""
-    profile = tempfile.mkdtemp(prefix="xmas-web-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = DEFAULT_BROWSER_PATH
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(DEFAULT_DRIVER_PATH))
+    """Headless Chromium as the rendering middleware starts it, the console log kept, on a
+    desktop's screen (1200 × 900)."""
+    driver = screenshots.start_browser()
     try:
-        width, height = VIEWPORT
-        driver.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-        )
+        screenshots.use_screen(driver, screenshots.DESKTOP)
         yield driver
     finally:
         driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def problems(driver: WebDriver) -> list[dict]:
@@ -248,9 +232,9 @@ def test_every_page_loads_without_console_errors(browser, site, crawled) -> None
 def test_the_chart_has_one_series_per_shop_with_every_price_point(browser, site) -> None:
     open_page(browser, f"{site}/sku/{SKU}")
     assert "/ornaments/" in browser.current_url  # the SKU's ornament
-    chart = browser.find_element(By.CSS_SELECTOR, "svg.price-chart")
+    chart = browser.find_element(By.CSS_SELECTOR, "svg.price-chart.wide")
     assert chart.is_displayed() and chart.size["width"] > 600
-    series = browser.find_elements(By.CSS_SELECTOR, "svg.price-chart g.series")
+    series = chart.find_elements(By.CSS_SELECTOR, "g.series")
     points = {
         group.get_attribute("data-vendor"): len(group.find_elements(By.CSS_SELECTOR, ".point"))
         for group in series
@@ -323,10 +307,60 @@ def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
     assert names and all(word.lower() in found_name.lower() for found_name in names)
 
 
-def test_ornament_page_screenshot(browser, site, tmp_path) -> None:
-    open_page(browser, f"{site}/sku/{SKU}")
-    screenshot = tmp_path / "product-page.png"
-    assert browser.save_screenshot(str(screenshot))
-    header = screenshot.read_bytes()[:24]
-    assert header[:8] == b"\x89PNG\r\n\x1a\n"
-    assert struct.unpack(">II", header[16:24]) == VIEWPORT
+PAGES = {"search": "/", "ornament": f"/sku/{SKU}", "changes": "/changes", "runs": "/runs"}
+_WIDTHS = "return [window.innerWidth, document.documentElement.scrollWidth]"
+_TEXT_HEIGHTS = (
+    "return [...arguments[0].querySelectorAll('text')]"
+    ".map(text => text.getBoundingClientRect().height)"
+)
+_LABEL = "return getComputedStyle(arguments[0], '::before').content"
+
+
+def test_pages_fit_a_phone_and_the_chart_stays_legible(browser, site) -> None:
+    """On a phone (390 px, as a phone lays pages out) no page is wider than the screen: the
+    tables become cards, each cell named by its column; the chart shows its narrow layout,
+    whose text is drawn at least 11 px tall. On a desktop the wide layout shows, as legible."""
+    try:
+        for screen in screenshots.SCREENS:
+            screenshots.use_screen(browser, screen)
+            for name, path in PAGES.items():
+                open_page(browser, site + path)
+                inner, scroll = browser.execute_script(_WIDTHS)
+                assert inner == screen.width and scroll <= inner, (screen.name, name, scroll)
+            open_page(browser, f"{site}/sku/{SKU}")
+            (chart,) = [
+                svg
+                for svg in browser.find_elements(By.CSS_SELECTOR, "svg.price-chart")
+                if svg.is_displayed()
+            ]
+            layout = "narrow" if screen is screenshots.PHONE else "wide"
+            assert chart.get_attribute("class") == f"price-chart {layout}"
+            least = 0.8 * screen.width if layout == "narrow" else 600
+            assert chart.size["width"] > least, (screen.name, chart.size)
+            heights = browser.execute_script(_TEXT_HEIGHTS, chart)
+            assert len(heights) > 10 and min(heights) >= 11, (screen.name, sorted(heights)[:5])
+            price = browser.find_element(By.CSS_SELECTOR, "table.offers tbody td.price")
+            label = browser.execute_script(_LABEL, price)
+            assert label == ('"Price"' if layout == "narrow" else "none"), screen.name
+    finally:
+        screenshots.use_screen(browser, screenshots.DESKTOP)
+
+
+def test_screenshots_of_every_page_at_both_widths(browser, site, tmp_path) -> None:
+    """What `python -m demo screenshots` takes: each page at each width, a PNG as wide as the
+    screen (in device pixels) and no taller than MAX_HEIGHT."""
+    try:
+        taken = screenshots.shoot(browser, site, PAGES, tmp_path)
+    finally:
+        screenshots.use_screen(browser, screenshots.DESKTOP)
+    expected = {
+        f"{name}-{screen.name}.png": screen for name in PAGES for screen in screenshots.SCREENS
+    }
+    assert sorted(path.name for path in taken) == sorted(expected)
+    for path in taken:
+        header = path.read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", header[16:24])
+        screen = expected[path.name]
+        assert width == screen.width * screen.scale, path.name
+        assert screen.height * screen.scale <= height <= screenshots.MAX_HEIGHT * screen.scale

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 import flask_smorest
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from webargs.flaskparser import FlaskParser
@@ -71,6 +71,12 @@ class Parser(FlaskParser):
 
 class Api(flask_smorest.Api):
     def handle_http_exception(self, error: HTTPException):
+        if request.url_rule is None:  # no route took the URL (/products/-1, /nope)
+            from webapi.web import error_pages  # here: the web view imports this module
+
+            page = error_pages.unrouted(error)
+            if page is not None:
+                return page
         payload, code, headers = super().handle_http_exception(error)
         payload.setdefault("message", error.description or error.name)
         if code >= 500:

@@ -9,7 +9,7 @@ from flask_smorest import abort
 
 from christmas_spiders.catalog import rules
 from christmas_spiders.storage.schema import ornaments, products
-from webapi import db, product_history, schemas, v1
+from webapi import db, errors, product_history, schemas, v1
 from webapi.ornament_queries import sku_offers, sku_ornaments, wanted_sku
 from webapi.ornaments import offer_moments, summary
 from webapi.product_queries import OFFER_ORDER, product_rows
@@ -35,10 +35,12 @@ def get_sku(args: dict[str, Any], sku: str):
     that is no item number (a shop's own) finds the ornaments of the listings that carry it.
 
     Offers: by ornament, then in stock by price (cheapest first), then pre-order, then out of
-    stock, then delisted offers.
+    stock, then delisted offers. A SKU longer than 64 characters is a 400.
     """
+    if len(sku) > _MAX_SKU:  # not echoed: it could be any length
+        errors.invalid({"sku": f"at most {_MAX_SKU} characters, not {len(sku):,}."})
     wanted = wanted_sku(sku)
-    if not wanted or len(wanted) > _MAX_SKU or not wanted.isprintable():
+    if not wanted or not wanted.isprintable():
         abort(404, message=f"no product has the SKU {sku!r}.")
     connection = db.reader()
     found = sku_ornaments(connection, wanted)

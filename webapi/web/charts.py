@@ -8,25 +8,45 @@ price point, and under the plot one lane per shop with a band for each stock-out
 nice ticks: prices in steps of 1, 2, 2.5 or 5 × 10ⁿ, dates (UTC) in whole hours, days, weeks,
 months or years.
 
+Each chart comes in two layouts, and the style sheet shows the one that fits the screen: `WIDE`
+(800 units across) for desktops, `NARROW` (380, fewer date ticks, the legend's long labels on
+several lines) for phones, where the wide one would shrink its 12-unit text to 5 px.
+
 Pure functions of their input, no I/O: the template does the escaping.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 
-WIDTH, HEIGHT = 800, 300  # the plot's viewBox without the stock lanes
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 80, 24, 16, 52
-LEGEND_ROW = 20  # height of a legend row above the plot
+
+@dataclass(frozen=True)
+class Layout:
+    name: str  # the SVG's class: the style sheet shows one layout per screen width
+    width: int  # of the viewBox, in units of the 12-unit text
+    height: int  # without the stock lanes
+    margin_left: int
+    margin_right: int
+    margin_top: int
+    margin_bottom: int
+    legend_left: int  # where legend rows start
+    x_ticks: int  # at most
+
+
+WIDE = Layout("wide", 800, 300, 80, 24, 16, 52, legend_left=80, x_ticks=7)
+# Drawn about 1:1 on a 390 px phone; left room for a price of three digits.
+NARROW = Layout("narrow", 380, 320, 70, 12, 12, 52, legend_left=8, x_ticks=4)
+LEGEND_ROW = 20  # height of a legend line above the plot
 _CHAR_WIDTH = 7  # of a legend label, roughly, at 12 px
+_SAMPLE = 36  # a legend entry's line and marker, before its label
 LANE_HEIGHT, LANE_GAP, LANE_CAPTION = 8, 6, 10  # the stock lanes under the plot
 MARKERS = ("circle", "square", "diamond")
-_MAX_X_TICKS = 7
 _Y_TICKS = 5
 _MIN_SPAN = timedelta(hours=1)
 _HOUR, _DAY = 3600, 86400
@@ -108,11 +128,12 @@ class DrawnSeries:
 @dataclass(frozen=True)
 class LegendEntry:
     x: float
-    y: float  # the middle of its row
+    y: float  # the middle of its (first) line
     label: str
     style: int | None  # None: the "out of stock" sample
     marker: str | None
     hollow: bool = False
+    lines: tuple[str, ...] = ()  # the label, on as many lines as it takes
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,8 @@ class Chart:
     series: list[DrawnSeries]
     start: datetime
     end: datetime
+    layout: str = WIDE.name
+    narrow: Chart | None = None  # the same chart laid out for a phone
 
     @property
     def empty(self) -> bool:
@@ -154,7 +177,21 @@ def price_chart(
     end: datetime,
     currency: str = "USD",
 ) -> Chart:
-    """The chart of `series` from their first point up to `end` (normally now)."""
+    """The chart of `series` from their first point up to `end` (normally now), laid out
+    `WIDE`, with its `NARROW` layout beside it."""
+    wide = _chart(chart_id, title, series, end, currency, WIDE)
+    narrow = _chart(f"{chart_id}-narrow", title, series, end, currency, NARROW)
+    return replace(wide, narrow=narrow)
+
+
+def _chart(
+    chart_id: str,
+    title: str,
+    series: Sequence[Series],
+    end: datetime,
+    currency: str,
+    layout: Layout,
+) -> Chart:
     times = [point.at for one in series for point in one.prices]
     start = min(times, default=end - _MIN_SPAN)
     end = max([end, *times])
@@ -162,10 +199,10 @@ def price_chart(
         start = end - _MIN_SPAN
     prices = [point.price for one in series for point in one.prices if point.price is not None]
     low, high, step = _price_scale(min(prices, default=None), max(prices, default=None))
-    left, right = MARGIN_LEFT, WIDTH - MARGIN_RIGHT
-    legend = _legend(series, left, right)
-    top = legend[-1].y + LEGEND_ROW / 2 + MARGIN_TOP
-    bottom = HEIGHT - MARGIN_BOTTOM
+    left, right = layout.margin_left, layout.width - layout.margin_right
+    legend, legend_bottom = _legend(series, layout.legend_left, layout.width - layout.legend_left)
+    top = legend_bottom + layout.margin_top
+    bottom = layout.height - layout.margin_bottom
     span = (end - start).total_seconds()
 
     def x_of(moment: datetime) -> float:
@@ -176,7 +213,7 @@ def price_chart(
 
     drawn = []
     for index, one in enumerate(series):
-        lane_y = HEIGHT + LANE_CAPTION + index * (LANE_HEIGHT + LANE_GAP)
+        lane_y = layout.height + LANE_CAPTION + index * (LANE_HEIGHT + LANE_GAP)
         drawn.append(_draw(one, end, x_of, y_of, bottom, lane_y))
     lanes = len(series) * (LANE_HEIGHT + LANE_GAP)
     y_ticks = [
@@ -188,13 +225,15 @@ def price_chart(
         title=title,
         description=_describe(series, start, end, currency),
         currency=currency,
-        width=WIDTH,
-        height=HEIGHT + LANE_CAPTION + lanes + LANE_GAP,
+        width=layout.width,
+        height=layout.height + LANE_CAPTION + lanes + LANE_GAP,
         left=left,
         right=right,
         top=top,
         bottom=bottom,
-        x_ticks=[Tick(x_of(moment), label) for moment, label in _x_ticks(start, end)],
+        x_ticks=[
+            Tick(x_of(moment), label) for moment, label in _x_ticks(start, end, layout.x_ticks)
+        ],
         y_ticks=y_ticks,
         x_label="Date (UTC)",
         y_label=f"Price ({currency})",
@@ -202,6 +241,7 @@ def price_chart(
         series=drawn,
         start=start,
         end=end,
+        layout=layout.name,
     )
 
 
@@ -256,22 +296,25 @@ def _draw(one: Series, end: datetime, x_of, y_of, bottom: float, lane_y: float) 
     )
 
 
-def _legend(series: Sequence[Series], left: float, right: float) -> list[LegendEntry]:
-    """Entries left to right, wrapping onto a new row where the next one would not fit."""
+def _legend(series: Sequence[Series], left: float, right: float) -> tuple[list[LegendEntry], float]:
+    """Entries left to right, wrapping onto a new row where the next one would not fit; a
+    label too long for a row of its own is put on several lines. Also the legend's bottom."""
     entries: list[tuple[str, int | None, str | None, bool]] = [
         (one.label, one.style, MARKERS[one.style % len(MARKERS)], one.hollow) for one in series
     ]
     entries.append(("out of stock", None, None, False))
+    fits = max(int((right - left - _SAMPLE) // _CHAR_WIDTH), 1)  # characters on a line
     laid: list[LegendEntry] = []
-    x, row = left, 0
+    x, y, row_lines = left, LEGEND_ROW / 2, 1
     for label, style, marker, hollow in entries:
-        width = 36 + len(label) * _CHAR_WIDTH
-        if x > left and x + width > right:
-            x, row = left, row + 1
-        y = LEGEND_ROW / 2 + row * LEGEND_ROW
-        laid.append(LegendEntry(x, y, label, style, marker, hollow))
+        lines = tuple(textwrap.wrap(label, fits)) or (label,)
+        width = _SAMPLE + max(len(line) for line in lines) * _CHAR_WIDTH
+        if x > left and (x + width > right or len(lines) > 1):
+            x, y, row_lines = left, y + row_lines * LEGEND_ROW, 1
+        laid.append(LegendEntry(x, y, label, style, marker, hollow, lines))
+        row_lines = max(row_lines, len(lines))
         x += width + 12
-    return laid
+    return laid, y + (row_lines - 0.5) * LEGEND_ROW
 
 
 def _in_stock(stock: Sequence[StockPoint], moment: datetime) -> bool:
@@ -319,11 +362,12 @@ def _price_scale(low: Decimal | None, high: Decimal | None) -> tuple[Decimal, De
     return bottom, top, step
 
 
-def _x_ticks(start: datetime, end: datetime) -> list[tuple[datetime, str]]:
+def _x_ticks(start: datetime, end: datetime, most: int) -> list[tuple[datetime, str]]:
+    """At most `most` ticks, at whole hours, days, weeks, months or years."""
     span = (end - start).total_seconds()
-    step = next((s for s in _TIME_STEPS if span / s <= _MAX_X_TICKS - 1), None)
+    step = next((s for s in _TIME_STEPS if span / s <= most - 1), None)
     if step is None:  # decades: whole years, every few of them
-        years = math.ceil(span / (365 * _DAY) / (_MAX_X_TICKS - 1))
+        years = math.ceil(span / (365 * _DAY) / (most - 1))
         return _calendar_ticks(start, end, months=12 * years)
     if step == 30 * _DAY:
         return _calendar_ticks(start, end, months=1)

@@ -1,18 +1,24 @@
 """The pages' errors as HTML pages: the HTTP errors (a 401 with the key form), 503 with
-Retry-After when the database is unavailable, and 500 for anything unexpected (logged)."""
+Retry-After when the database is unavailable, and 500 for anything unexpected (logged). A URL
+that no route takes outside the API (`/products/-1`, `/nope`) gets the HTML 404 (or 405) page
+too (`unrouted`, called by the app's error handler, `webapi.errors.Api`)."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, current_app, render_template, request
+from flask.wrappers import Response
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from christmas_spiders.errors import one_line
 from webapi import errors
+from webapi.web import security
 
 logger = logging.getLogger(__name__)
+_API_PATH = re.compile(r"/v\d+(/|$)")  # /v1/… and any other version: the JSON API's
 
 
 def _http_error(error: HTTPException):
@@ -32,6 +38,14 @@ def _http_error(error: HTTPException):
     if error.code == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="christmas"'
     return response
+
+
+def unrouted(error: HTTPException) -> Response | None:
+    """The error page for a URL that no route took, with the pages' headers; None for a URL of
+    the JSON API (/v1/…, /v2/…), whose errors are JSON."""
+    if _API_PATH.match(request.path):
+        return None
+    return security.add_headers(_http_error(error))
 
 
 def _database_unavailable(error: SQLAlchemyError):
