@@ -17,7 +17,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.sql.expression import Grouping
 
 from christmas_spiders.storage.schema import ornaments, products
 from webapi.ornament_queries import IN_STOCK_NOW
@@ -26,74 +25,80 @@ _o = ornaments.c
 _p = products.c
 
 
-def shop_offers(condition: str, vendors: list[str] | None) -> sa.Subquery:
-    """Each shop's cheapest offer in stock of each ornament in `condition` (ties: lower id)."""
+def shop_offers(args: Mapping[str, Any]) -> sa.Select:
+    """Each shop's cheapest offer in stock of each ornament in the condition (ties: lower id),
+    of the ornaments and shops the filters keep (filtering here, before any grouping)."""
     query = (
         sa.select(_p.ornament_id, _p.vendor, _p.id, _p.price, _p.link)
-        .where(IN_STOCK_NOW, _p.ornament_id.is_not(None), _p.condition == condition)
+        .where(IN_STOCK_NOW, _p.ornament_id.is_not(None), _p.condition == args["condition"])
         .ext(distinct_on(_p.ornament_id, _p.vendor))
         .order_by(_p.ornament_id, _p.vendor, _p.price, _p.id)
     )
-    if vendors:
-        query = query.where(_p.vendor.in_(vendors))
-    return query.subquery("shop_offers")
-
-
-def _first(column: Any, *order: Any) -> Any:
-    # (array_agg(x ORDER BY …))[1]: PostgreSQL wants the aggregate in parentheses.
-    return Grouping(sa.func.array_agg(column).aggregate_order_by(*order))[1]
+    if args.get("vendor"):
+        query = query.where(_p.vendor.in_(args["vendor"]))
+    kept = sa.select(_o.id)
+    if "year" in args:
+        kept = kept.where(_o.year == args["year"])
+    if "series" in args:
+        kept = kept.where(sa.func.lower(_o.series) == args["series"].lower())
+    if "year" in args or "series" in args:
+        query = query.where(_p.ornament_id.in_(kept))
+    return query
 
 
 def gaps(args: Mapping[str, Any]) -> sa.Subquery:
     """Every gap matching the filters of /v1/market/gaps (`args` as its schema loads them):
     one row per ornament, `id` its ornament id."""
-    shop = shop_offers(args["condition"], args.get("vendor"))
+    shop = shop_offers(args).subquery("shop_offers")
     s = shop.c
-    cheap, dear = (s.price, s.vendor), (s.price.desc(), s.vendor)
-    per_ornament = (
-        sa.select(
-            s.ornament_id,
-            sa.func.count().label("shops"),
-            _first(s.id, *cheap).label("cheapest_id"),
-            _first(s.vendor, *cheap).label("cheapest_vendor"),
-            _first(s.link, *cheap).label("cheapest_link"),
-            sa.func.min(s.price).label("cheapest_price"),
-            _first(s.id, *dear).label("dearest_id"),
-            _first(s.vendor, *dear).label("dearest_vendor"),
-            _first(s.link, *dear).label("dearest_link"),
-            sa.func.max(s.price).label("dearest_price"),
-        )
-        .group_by(s.ornament_id)
-        .having(sa.func.count() >= 2)
-        .subquery("per_ornament")
-    )
-    g = per_ornament.c
-    gap = (g.dearest_price - g.cheapest_price).label("gap")
+    # Each shop ranked from the cheapest and from the dearest (ties by shop id): two window
+    # passes instead of a sorted aggregate per figure.
+    ranked = sa.select(
+        *s,
+        sa.func.row_number()
+        .over(partition_by=s.ornament_id, order_by=(s.price, s.vendor))
+        .label("from_cheapest"),
+        sa.func.row_number()
+        .over(partition_by=s.ornament_id, order_by=(s.price.desc(), s.vendor))
+        .label("from_dearest"),
+        sa.func.count().over(partition_by=s.ornament_id).label("shops"),
+    ).cte("ranked")
+    cheap, dear = ranked.alias("cheapest"), ranked.alias("dearest")
+    c, d = cheap.c, dear.c
+    gap = (d.price - c.price).label("gap")
     # Percent of the cheapest price, one decimal; a free offer (never stored: $0 is no price)
     # would give NULL rather than a division by zero.
-    percent = sa.func.round(
-        100 * (g.dearest_price - g.cheapest_price) / sa.func.nullif(g.cheapest_price, 0), 1
-    ).label("gap_percent")
-    query = sa.select(
-        _o.id,
-        _o.year,
-        _o.name,
-        _o.series,
-        _o.series_number,
-        _o.item_number,
-        sa.literal(args["condition"]).label("condition"),
-        *(column for column in g if column.key != "ornament_id"),
-        gap,
-        percent,
-    ).join(per_ornament, g.ornament_id == _o.id)
-    if "year" in args:
-        query = query.where(_o.year == args["year"])
-    if "series" in args:
-        query = query.where(sa.func.lower(_o.series) == args["series"].lower())
-    if "shop" in args:  # at one end of the gap
-        query = query.where(
-            sa.or_(g.cheapest_vendor == args["shop"], g.dearest_vendor == args["shop"])
+    percent = sa.func.round(100 * (d.price - c.price) / sa.func.nullif(c.price, 0), 1).label(
+        "gap_percent"
+    )
+    query = (
+        sa.select(
+            _o.id,
+            _o.year,
+            _o.name,
+            _o.series,
+            _o.series_number,
+            _o.item_number,
+            sa.literal(args["condition"]).label("condition"),
+            c.shops,
+            c.id.label("cheapest_id"),
+            c.vendor.label("cheapest_vendor"),
+            c.link.label("cheapest_link"),
+            c.price.label("cheapest_price"),
+            d.id.label("dearest_id"),
+            d.vendor.label("dearest_vendor"),
+            d.link.label("dearest_link"),
+            d.price.label("dearest_price"),
+            gap,
+            percent,
         )
+        .select_from(cheap)
+        .join(dear, sa.and_(d.ornament_id == c.ornament_id, d.from_dearest == 1))
+        .join(ornaments, _o.id == c.ornament_id)
+        .where(c.from_cheapest == 1, c.shops >= 2)
+    )
+    if "shop" in args:  # at one end of the gap
+        query = query.where(sa.or_(c.vendor == args["shop"], d.vendor == args["shop"]))
     if "min_gap" in args:
         query = query.where(gap >= args["min_gap"])
     if "min_gap_percent" in args:
