@@ -374,3 +374,9 @@ def test_rarest_page_on_hand_made_histories(client, histories) -> None:
     assert rows == [str(histories[key]) for key in ("never-o", "pair-h", "globe-o")]
     assert "33.3 %" in html and "+25.0 % (1 offer)" in html
     assert client.get("/market/rare", query_string={"sort": "x"}).status_code == 400
+
+
+def test_the_market_pages_are_in_the_navigation(client) -> None:
+    html = client.get("/market/rare").get_data(as_text=True)
+    assert '<a href="/market/gaps">Price gaps</a>' in html
+    assert '<a href="/market/rare" aria-current="page">Rarest</a>' in html
