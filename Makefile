@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 READY := $(VENV)/.ready
 
-.PHONY: setup test lint format demo demo-up bench up clean
+.PHONY: setup test lint format demo demo-up screenshots bench up clean
 
 setup: $(READY)
 
@@ -32,6 +32,11 @@ demo: $(READY)
 # alerts printed as they arrive (demo/live.py). Ctrl-C stops it.
 demo-up: $(READY)
 	$(PYTHON) -m demo live
+
+# docs/screenshots/: the search, ornament, changes and runs pages at desktop and phone width,
+# taken by headless Chromium from a demo run in a temporary folder (demo/screenshots.py).
+screenshots: $(READY)
+	$(PYTHON) -m demo screenshots
 
 # Every performance figure beside its baseline; needs PostgreSQL and Redis up (as make test).
 # Writes bench/results.md (and .json); `python -m bench --quick` is the tiny pass the tests run.

@@ -1,9 +1,11 @@
-"""`python -m demo` (`make demo`) and `python -m demo live` (`make demo-up`); see demo/."""
+"""`python -m demo` (`make demo`), `python -m demo live` (`make demo-up`) and `python -m demo
+screenshots` (`make screenshots`); see demo/."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _seconds(value: str) -> float:
@@ -35,7 +37,21 @@ def main() -> int:
         metavar="SECONDS",
         help="how often every year is synced (default 180)",
     )
+    pictures = commands.add_parser(
+        "screenshots", help="the web view's pictures, from a demo in a temporary folder"
+    )
+    pictures.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="where the PNGs go (default docs/screenshots)",
+    )
     options = parser.parse_args()
+    if options.command == "screenshots":
+        from demo import screenshots
+
+        return screenshots.main(options.out or screenshots.OUT)
     if options.command == "live":
         from demo import live as command
 

@@ -4,9 +4,10 @@ The demo (`python -m demo`: two syncs of the replica shops a day apart) runs int
 data folder, on an embedded PostgreSQL of its own; the app then serves that database on a free
 port, and headless Chromium (Debian's, started with the rendering middleware's flags) takes the
 search, ornament, changes and runs pages at desktop (1200 px) and phone (390 px) width:
-`docs/screenshots/<page>-<width>.png`, each the top of its page down to at most `MAX_HEIGHT`
-CSS pixels. The ornament is the one the demo names at its end: of day 2's price drops, the
-ornament the most shops sell. README's picture is `ornament-desktop.png`.
+`docs/screenshots/<page>-<width>.png`, each the top of its page down to the screen's
+`max_height` (a PNG of a few hundred KB). The ornament is the one the demo names at its end:
+of day 2's price drops, the ornament the most shops sell. README's picture is
+`ornament-desktop.png`.
 
 `tests/test_web_e2e.py` takes the same pictures (`shoot`) of its own crawls.
 """
@@ -38,7 +39,6 @@ from christmas_spiders.storage import embedded, get_engine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OUT = PROJECT_ROOT / "docs" / "screenshots"
-MAX_HEIGHT = 1800  # CSS pixels of a page's top in a picture
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,13 @@ class Screen:
     name: str
     width: int
     height: int
-    scale: float  # device pixels per CSS pixel
+    scale: int  # device pixels per CSS pixel
     mobile: bool
+    max_height: int  # CSS pixels of a page's top in a picture
 
 
-DESKTOP = Screen("desktop", 1200, 900, 1, mobile=False)
-PHONE = Screen("phone", 390, 844, 2, mobile=True)  # an iPhone 12 to 15's viewport
+DESKTOP = Screen("desktop", 1200, 900, 1, mobile=False, max_height=1300)
+PHONE = Screen("phone", 390, 844, 2, mobile=True, max_height=1600)  # an iPhone 12 to 15's
 SCREENS = (DESKTOP, PHONE)
 
 # Of day 2's price drops, the ornament the most shops sell (story.py names the same one).
@@ -60,7 +61,7 @@ _EXAMPLE = sa.text(
     " JOIN (SELECT ornament_id, count(DISTINCT vendor) AS shops FROM products"
     "       GROUP BY ornament_id) o ON o.ornament_id = p.ornament_id"
     " WHERE CASE WHEN c.field = 'price' THEN c.new_value::numeric < c.old_value::numeric END"
-    " ORDER BY o.shops DESC, p.sku IS NULL, c.id DESC LIMIT 1"
+    " ORDER BY o.shops DESC, p.sku IS NULL, c.id LIMIT 1"
 )
 
 
@@ -89,7 +90,7 @@ def use_screen(driver: WebDriver, screen: Screen) -> None:
     )
 
 
-def save_page(driver: WebDriver, path: Path, max_height: int = MAX_HEIGHT) -> None:
+def save_page(driver: WebDriver, path: Path, max_height: int) -> None:
     """A PNG of the open page's top, as wide as the viewport, down to `max_height` CSS px."""
     width, height = driver.execute_script(
         "return [window.innerWidth, document.documentElement.scrollHeight]"
@@ -115,7 +116,7 @@ def shoot(driver: WebDriver, site: str, pages: Mapping[str, str], folder: Path) 
         for name, path in pages.items():
             driver.get(site + path)
             taken.append(folder / f"{name}-{screen.name}.png")
-            save_page(driver, taken[-1])
+            save_page(driver, taken[-1], screen.max_height)
     return taken
 
 

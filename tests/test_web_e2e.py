@@ -348,7 +348,7 @@ def test_pages_fit_a_phone_and_the_chart_stays_legible(browser, site) -> None:
 
 def test_screenshots_of_every_page_at_both_widths(browser, site, tmp_path) -> None:
     """What `python -m demo screenshots` takes: each page at each width, a PNG as wide as the
-    screen (in device pixels) and no taller than MAX_HEIGHT."""
+    screen (in device pixels) and no taller than the screen's max_height."""
     try:
         taken = screenshots.shoot(browser, site, PAGES, tmp_path)
     finally:
@@ -363,4 +363,4 @@ def test_screenshots_of_every_page_at_both_widths(browser, site, tmp_path) -> No
         width, height = struct.unpack(">II", header[16:24])
         screen = expected[path.name]
         assert width == screen.width * screen.scale, path.name
-        assert screen.height * screen.scale <= height <= screenshots.MAX_HEIGHT * screen.scale
+        assert screen.height * screen.scale <= height <= screen.max_height * screen.scale
