@@ -73,6 +73,7 @@ OPERATIONS = [
     "/v1/runs",
     "/v1/market/gaps",
     "/v1/market/gaps.csv",
+    "/v1/market/gaps/{ornament_id}/history",
     "/v1/market/rare",
 ]
 # Nothing to make invalid: no negative cases.

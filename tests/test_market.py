@@ -8,7 +8,7 @@ import io
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -241,6 +241,12 @@ RARE_ITEMS = [
     _item(HOH, "pair-h", "2011 Twin Bells", "QX9002", "30.00", **RARE),
     _item(HO, "pair-m", "2011 Twin Bells", "QX9002", "31.00", **RARE),
     _item(OS, "never-o", "2012 Lost Sled", "QX9003", "40.00", availability="unavailable", **RARE),
+    # For gap histories: no gap today, and one open today (damaged boxes, which no list test
+    # above compares).
+    _item(HOH, "bells-h", "2013 Gap Bells", "QX9010", "10.00", availability="unavailable"),
+    _item(HO, "bells-m", "2013 Gap Bells", "QX9010", "16.00"),
+    _item(HOH, "star-h", "2014 Open Star", "QX9011DB", "12.00"),
+    _item(OS, "star-o", "2014 Open Star", "QX9011DB", "15.00"),
 ]
 # key → [(days before now, kind, field, value)]: listed/relisted take a snapshot.
 HISTORIES: dict[str, list[tuple[int, str, str | None, str]]] = {
@@ -262,11 +268,24 @@ HISTORIES: dict[str, list[tuple[int, str, str | None, str]]] = {
     ],
     # Listed more than a year ago and never in stock since.
     "never-o": [(400, "listed", None, '{"price": 40.00, "availability": "unavailable"}')],
+    # A gap that opened 15 days ago (10.00 and 14.00), grew 10 days ago (16.00) and closed 5
+    # days ago (the cheaper shop sold out).
+    "bells-h": [
+        (20, "listed", None, '{"price": 10.00, "availability": "available"}'),
+        (5, "changed", "availability", "unavailable"),
+    ],
+    "bells-m": [
+        (15, "listed", None, '{"price": 14.00, "availability": "available"}'),
+        (10, "changed", "price", "16.00"),
+    ],
+    # A gap open since 3 days ago.
+    "star-h": [(7, "listed", None, '{"price": 12.00, "availability": "available"}')],
+    "star-o": [(3, "listed", None, '{"price": 15.00, "availability": "preorder"}')],
 }
 
 
 @pytest.fixture(scope="module")
-def histories(catalog: Catalog) -> dict[str, int]:
+def histories(catalog: Catalog) -> dict[str, Any]:
     """RARE_ITEMS stored and linked by the store code, their history replaced by HISTORIES
     (times relative to now); the ornament of each listing."""
     engine = owner_engine(catalog.url)
@@ -299,7 +318,7 @@ def histories(catalog: Catalog) -> dict[str, int]:
             ],
         )
     engine.dispose()
-    return {row.vendor_product_id: row.ornament_id for row in rows}
+    return {"now": now, **{row.vendor_product_id: row.ornament_id for row in rows}}
 
 
 def test_rarity_on_hand_made_histories_rarest_first(client, histories) -> None:
@@ -380,3 +399,42 @@ def test_the_market_pages_are_in_the_navigation(client) -> None:
     html = client.get("/market/rare").get_data(as_text=True)
     assert '<a href="/market/gaps">Price gaps</a>' in html
     assert '<a href="/market/rare" aria-current="page">Rarest</a>' in html
+
+
+def bells_day(days_ago: int) -> tuple[int, str | None]:
+    """The Gap Bells' shops in stock and gap at the end of a day, as HISTORIES says."""
+    if days_ago > 20:
+        return 0, None
+    if 11 <= days_ago <= 15:
+        return 2, "4.00"
+    if 6 <= days_ago <= 10:
+        return 2, "6.00"
+    return 1, None
+
+
+def test_a_gap_that_opened_grew_and_closed(client, histories) -> None:
+    url = f"/v1/market/gaps/{histories['bells-h']}/history"
+    found = get(client, url, days=30)
+    today = histories["now"].date()
+    assert len(found["days"]) >= 30
+    assert [(day["shops"], day["gap"]) for day in found["days"]] == [
+        bells_day((today - date.fromisoformat(day["day"])).days) for day in found["days"]
+    ]
+    grown = [day for day in found["days"] if day["gap"] == "6.00"]
+    assert {(day["cheapest"], day["dearest"]) for day in grown} == {("10.00", "16.00")}
+    assert found["open_since"] is None
+
+
+def test_a_gap_open_since_three_days(client, histories) -> None:
+    url = f"/v1/market/gaps/{histories['star-h']}/history"
+    found = get(client, url, condition="damaged_box", days=10)
+    assert found["open_since"] == (histories["now"].date() - timedelta(days=3)).isoformat()
+    assert (found["days"][-1]["gap"], found["days"][-1]["shops"]) == ("3.00", 2)
+    assert get(client, url, days=10)["days"][-1]["shops"] == 0  # no boxed offer
+
+
+def test_gap_history_bad_input(client, histories) -> None:
+    assert get(client, "/v1/market/gaps/424242/history", 404)["message"] == "no ornament 424242."
+    url = f"/v1/market/gaps/{histories['star-h']}/history"
+    assert list(get(client, url, 400, days=0)["errors"]) == ["days"]
+    assert list(get(client, url, 400, condition="x")["errors"]) == ["condition"]

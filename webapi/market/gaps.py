@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
 from flask import Response
+from flask_smorest import abort
 from marshmallow import fields, validate
 
 from christmas_spiders.catalog.rules import BOXED, CONDITIONS
 from christmas_spiders.vendors import VENDORS
-from webapi import db, pagination, schemas, v1
-from webapi.market import gap_queries
+from webapi import db, ornament_queries, pagination, schemas, v1
+from webapi.market import gap_history, gap_queries
 from webapi.ornament_queries import ORNAMENTS_MODIFIED
 from webapi.pagination import SortKey
 
@@ -213,3 +215,58 @@ def csv_response(args: dict[str, Any]) -> Response:
         mimetype="text/csv",
         headers={"Content-Disposition": 'attachment; filename="price-gaps.csv"'},
     )
+
+
+class GapHistoryArgs(schemas.Query):
+    condition = fields.String(
+        load_default=BOXED,
+        validate=validate.OneOf(CONDITIONS),
+        metadata={"description": "The condition compared: only offers in it count."},
+    )
+    days = fields.Integer(
+        load_default=90,
+        validate=validate.Range(1, 365, error="must be from 1 to 365."),
+        metadata={"description": "How many days back, today included."},
+    )
+
+
+class GapDay(ma.Schema):
+    day = fields.Date()
+    shops = fields.Integer(metadata={"description": "Shops with an offer in stock that day."})
+    cheapest = schemas.Money(allow_none=True)
+    dearest = schemas.Money(allow_none=True)
+    gap = schemas.Money(allow_none=True, metadata={"description": "NULL: fewer than 2 shops."})
+
+
+class GapHistory(ma.Schema):
+    ornament_id = fields.Integer()
+    condition = fields.String()
+    open_since = fields.Date(
+        allow_none=True,
+        metadata={"description": "First day of the gap open on the last day (NULL: closed)."},
+    )
+    days = fields.List(fields.Nested(GapDay))
+
+
+@blueprint.route("/market/gaps/<int:ornament_id>/history")
+@blueprint.arguments(GapHistoryArgs(), location="query")
+@blueprint.response(200, GapHistory)
+def get_gap_history(args: dict[str, Any], ornament_id: int):
+    """A gap's history: the ornament's gap in one condition at the end of each of the last
+    `days` days, rebuilt from the change history (each shop's cheapest offer in stock then),
+    and since when the gap open on the last day has been open."""
+    connection = db.reader()
+    found = None
+    if ornament_id <= schemas.BIGINT_MAX:
+        found = ornament_queries.ornament(connection, ornament_id)
+    if found is None:
+        abort(404, message=f"no ornament {ornament_id}.")
+    rows = gap_history.gap_history(
+        connection, ornament_id, args["condition"], args["days"], datetime.now(UTC)
+    )
+    return {
+        "ornament_id": ornament_id,
+        "condition": args["condition"],
+        "open_since": rows[-1].open_since,
+        "days": [row._mapping for row in rows],
+    }
