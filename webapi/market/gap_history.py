@@ -19,10 +19,11 @@ from sqlalchemy.engine import Connection, Row
 
 from christmas_spiders.domain import IN_STOCK
 
-_HISTORY = """
-WITH offers AS (
-    SELECT id, vendor FROM products WHERE ornament_id = :ornament AND condition = :condition
-), events AS (
+# Each offer's whole state (in stock, price) after each of its rows, for the offers of a CTE
+# named `offers` (id, vendor) that the query defines first: the shared part of the market's
+# history queries.
+OFFER_STATES = """
+events AS (
     SELECT c.product_id, c.changed_at, c.id,
            CASE WHEN c.kind = 'delisted' THEN false
                 WHEN c.kind IN ('listed', 'relisted')
@@ -45,7 +46,15 @@ WITH offers AS (
            bool_or(in_stock) OVER (PARTITION BY product_id, stock_run) AS in_stock,
            max(price) FILTER (WHERE sets_price) OVER (PARTITION BY product_id, price_run) AS price
       FROM runs
-), days AS (
+)"""
+
+_HISTORY = (
+    """
+WITH offers AS (
+    SELECT id, vendor FROM products WHERE ornament_id = :ornament AND condition = :condition
+), """
+    + OFFER_STATES
+    + """, days AS (
     SELECT day::date AS day, least(day + interval '1 day', :now) AS ends
       FROM generate_series(date_trunc('day', :now - (:days - 1) * interval '1 day'),
                            date_trunc('day', :now), interval '1 day') AS day
@@ -72,6 +81,7 @@ SELECT day, shops, cheapest, dearest,
        END AS open_since
   FROM marked ORDER BY day
 """
+)
 
 
 def gap_history(
