@@ -89,6 +89,17 @@ def test_prices_on_pages_go_through_the_shared_normalizer(shown: str, expected) 
     assert hooh.parse_product(selector, "http://x.test/p").fields["price"] == expected
 
 
+def test_a_struck_price_is_the_pre_sale_price_beside_a_higher_retail_price() -> None:
+    """HooH on sale with an MSRP block: the struck-through amount is the regular price (E3)."""
+    selector = Selector(
+        text='<form id="add"><h1 itemprop="name">X</h1><div class="saleprice price">On Sale: '
+        '<del class="original-price">$37.95</del> <span id="price" class="sale-price">$36.95'
+        '</span></div><div class="retailprice">Retail Price: <span>$47.95</span></div></form>'
+    )
+    fields = hooh.parse_product(selector, "http://x.test/p").fields
+    assert (fields["price"], fields["regular_price"]) == (Decimal("36.95"), Decimal("37.95"))
+
+
 def test_hooh_year_index_keeps_only_year_tiles(replica: Replica) -> None:
     _, selector, url = page(
         replica.url("hookedonhallmark_com", "/keepsake-hallmark-ornaments-by-year.html")

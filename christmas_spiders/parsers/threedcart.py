@@ -71,9 +71,13 @@ def _prices(selector: Selector, item: dict[str, Any], problems: list[Problem]):
     price = shown if shown is not None else structured
     regular = None
     if on_sale:
+        # The struck-through amount is the pre-sale price (E3): a "Retail Price" block beside it
+        # is the MSRP. Without one (HO's sale: `.saleprice` and a "Retail:" block), the higher.
         candidates = [
             p for p in (struck, retail, structured) if p is not None and price and p > price
         ]
+        if struck is not None and price and struck > price:
+            candidates = [struck]
         regular = max(candidates) if candidates else None
     elif structured is not None and shown is not None and structured != shown:
         problems.append(
