@@ -1,28 +1,23 @@
-"""Scrapy settings, built from the shared configuration (christmas_spiders.config)."""
+"""Scrapy settings: constants only, importing this module has no side effect.
 
-import sys
-
-from christmas_spiders import config, logs
-
-try:
-    CHRISTMAS_CONFIG = config.load()
-except config.ConfigError as error:
-    sys.exit(f"configuration error: {error}")
-
-logs.configure(CHRISTMAS_CONFIG.log_level, CHRISTMAS_CONFIG.log_format)
+The project's configuration (christmas_spiders.config) comes in through the ``ProjectConfig``
+add-on when Scrapy builds a crawl's settings: ``CHRISTMAS_CONFIG``, and from it ``LOG_LEVEL``,
+``USER_AGENT`` and, with ``redis_url``, the shared request scheduler and budget
+(christmas_spiders.addon). ``-s`` overrides any of them.
+"""
 
 BOT_NAME = "christmas_spiders"
 SPIDER_MODULES = ["christmas_spiders.spiders"]
 NEWSPIDER_MODULE = "christmas_spiders.spiders"
 COMMANDS_MODULE = "christmas_spiders.commands"
+ADDONS = {"christmas_spiders.addon.ProjectConfig": 0}
 
-# Logging goes through our own handler (text or JSON, secrets redacted).
+# Logging goes through our own handler (text or JSON, secrets redacted), set up by the add-on.
 LOG_INSTALL_ROOT_HANDLER = False
-LOG_LEVEL = CHRISTMAS_CONFIG.log_level
 
 # Politeness: robots.txt, AutoThrottle, a few requests at a time per shop, and retries that
-# back off (Retry-After honoured) for 5xx, 429 and timeouts.
-USER_AGENT = CHRISTMAS_CONFIG.user_agent
+# back off (Retry-After honoured) for 5xx, 429 and timeouts. The User-Agent is the
+# configuration's (user_agent).
 ROBOTSTXT_OBEY = True
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 1.0
@@ -79,11 +74,6 @@ ITEM_PIPELINES = {
 
 FEED_EXPORT_ENCODING = "utf-8"
 
-# Distributed crawling (README "Scale out"), only with REDIS_URL: one shared request queue and
-# dedup set per crawl run, and each shop's politeness budget shared by every worker. The budget
-# middleware sits at 900: its lease is returned before redirects (600) or retries (550) turn a
-# response into a new request, and it is asked ahead of the Selenium middleware (950), so
-# renders spend the budget too. Without REDIS_URL nothing here touches Redis.
-if CHRISTMAS_CONFIG.redis_url:
-    SCHEDULER = "christmas_spiders.distributed.request_scheduler.SharedRequestScheduler"
-    DOWNLOADER_MIDDLEWARES["christmas_spiders.distributed.politeness.SharedBudgetMiddleware"] = 900
+# Distributed crawling (docs/scale-out.md), only with REDIS_URL: the add-on sets the shared
+# request scheduler (one request queue and dedup set per crawl run) and each shop's politeness
+# budget shared by every worker. Without REDIS_URL nothing touches Redis.

@@ -17,6 +17,7 @@ from scrapy.spiderloader import get_spider_loader
 from scrapy.utils.conf import arglist_to_dict
 from sqlalchemy.exc import SQLAlchemyError
 
+from christmas_spiders.addon import project_config
 from christmas_spiders.arguments import ArgumentError
 from christmas_spiders.distributed.announce import announce_run
 from christmas_spiders.distributed.connection import RedisUnavailable
@@ -55,7 +56,7 @@ class Command(ScrapyCommand):
         if len(args) != 1:
             raise UsageError("give exactly one spider name")
         assert self.settings is not None
-        config = self.settings["CHRISTMAS_CONFIG"]
+        config = project_config(self.settings)
         if "run_id" in opts.spargs:
             raise UsageError("announce opens a new run; run_id is not an option here")
         try:

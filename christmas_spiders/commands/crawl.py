@@ -13,6 +13,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawl
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
+from christmas_spiders.addon import project_config
 from christmas_spiders.arguments import ArgumentError
 from christmas_spiders.distributed import connection
 from christmas_spiders.errors import one_line
@@ -27,7 +28,8 @@ class Command(ScrapyCrawl):
             raise UsageError("give exactly one spider name")
         assert self.crawler_process and self.settings
         spider_class = self.crawler_process.spider_loader.load(args[0])
-        redis_url = self.settings["CHRISTMAS_CONFIG"].redis_url
+        config = project_config(self.settings)  # loaded by the add-on as the process started
+        redis_url = config.redis_url
         if redis_url:
             try:
                 connection.check(redis_url).close()
@@ -36,7 +38,7 @@ class Command(ScrapyCrawl):
         check = getattr(spider_class, "check_arguments", None)
         if check:
             try:
-                check(opts.spargs, self.settings["CHRISTMAS_CONFIG"])
+                check(opts.spargs, config)
             except ArgumentError as error:
                 raise UsageError(str(error), print_help=False) from None
             except SQLAlchemyError as error:

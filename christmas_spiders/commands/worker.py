@@ -14,6 +14,7 @@ import argparse
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from christmas_spiders.addon import project_config
 from christmas_spiders.distributed.connection import RedisUnavailable
 from christmas_spiders.distributed.worker import StandingWorker
 from christmas_spiders.vendors import VENDORS
@@ -53,7 +54,7 @@ class Command(ScrapyCommand):
         options = [item for pair in opts.set for item in ("-s", pair)]
         try:
             worker = StandingWorker(
-                self.settings["CHRISTMAS_CONFIG"],
+                project_config(self.settings),
                 vendors=opts.vendor,
                 max_crawls=opts.max_crawls,
                 crawl_options=options,

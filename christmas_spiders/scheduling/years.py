@@ -49,7 +49,7 @@ class Listing:
 
 
 def user_agent(config: Config) -> str:
-    """The crawler's User-Agent (christmas_spiders.settings uses the same)."""
+    """The crawler's User-Agent (the ProjectConfig add-on gives crawls the same)."""
     return config.user_agent
 
 
