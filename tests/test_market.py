@@ -247,6 +247,10 @@ RARE_ITEMS = [
     _item(HO, "bells-m", "2013 Gap Bells", "QX9010", "16.00"),
     _item(HOH, "star-h", "2014 Open Star", "QX9011DB", "12.00"),
     _item(OS, "star-o", "2014 Open Star", "QX9011DB", "15.00"),
+    # For the 2015 index: one ornament whose price rises, one that sells out, one that appears.
+    _item(HOH, "angel-h", "2015 Index Angel", "QX9020", "11.00"),
+    _item(HO, "bell-m", "2015 Index Bell", "QX9021", "20.00", availability="unavailable"),
+    _item(OS, "candle-o", "2015 Index Candle", "QX9022", "50.00"),
 ]
 # key → [(days before now, kind, field, value)]: listed/relisted take a snapshot.
 HISTORIES: dict[str, list[tuple[int, str, str | None, str]]] = {
@@ -281,6 +285,15 @@ HISTORIES: dict[str, list[tuple[int, str, str | None, str]]] = {
     # A gap open since 3 days ago.
     "star-h": [(7, "listed", None, '{"price": 12.00, "availability": "available"}')],
     "star-o": [(3, "listed", None, '{"price": 15.00, "availability": "preorder"}')],
+    "angel-h": [
+        (6, "listed", None, '{"price": 10.00, "availability": "available"}'),
+        (1, "changed", "price", "11.00"),
+    ],
+    "bell-m": [
+        (6, "listed", None, '{"price": 20.00, "availability": "available"}'),
+        (3, "changed", "availability", "unavailable"),
+    ],
+    "candle-o": [(2, "listed", None, '{"price": 50.00, "availability": "available"}')],
 }
 
 
@@ -438,3 +451,35 @@ def test_gap_history_bad_input(client, histories) -> None:
     url = f"/v1/market/gaps/{histories['star-h']}/history"
     assert list(get(client, url, 400, days=0)["errors"]) == ["days"]
     assert list(get(client, url, 400, condition="x")["errors"]) == ["condition"]
+
+
+def index_day(days_ago: int) -> tuple[int, int, str]:
+    """The 2015 index at the end of a day, as HISTORIES says: (ornaments priced, matched,
+    index). The bell selling out and the candle appearing do not move it; the angel's rise from
+    10.00 to 11.00, matched with the candle's unchanged price, moves it by sqrt(1.1)."""
+    if days_ago >= 4:
+        return 2, 2, "100.00"
+    if days_ago == 3:
+        return 1, 1, "100.00"  # the bell sold out
+    if days_ago == 2:
+        return 2, 1, "100.00"  # the candle appeared
+    return 2, 2, "104.88"
+
+
+def test_year_index_chain_links_matched_ornaments(client, histories) -> None:
+    found = get(client, "/v1/market/years/2015", days=7)
+    today = histories["now"].date()
+    assert (found["year"], found["condition"], len(found["points"])) == (2015, "boxed", 7)
+    first, *later = found["points"]
+    assert (first["ornaments"], first["matched"], first["index"]) == (2, 0, "100.00")
+    assert [(p["ornaments"], p["matched"], p["index"]) for p in later] == [
+        index_day((today - date.fromisoformat(p["day"])).days) for p in later
+    ]
+    response = client.get("/v1/market/years/2015.csv", query_string={"days": 7})
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [row["index"] for row in rows] == [p["index"] for p in found["points"]]
+
+
+def test_year_index_bad_input(client) -> None:
+    assert list(get(client, "/v1/market/years/2015", 400, days=1)["errors"]) == ["days"]
+    assert get(client, "/v1/market/years/1066", 404)["message"] == "no year 1066."

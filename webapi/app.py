@@ -32,6 +32,7 @@ from webapi import (
 )
 from webapi.market import gaps as market_gaps
 from webapi.market import rare as market_rare
+from webapi.market import years as market_years
 
 
 def create_app(settings: config.Config | None = None, test_config: dict[str, Any] | None = None):
@@ -76,6 +77,7 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
         runs,
         market_gaps,
         market_rare,
+        market_years,
     ):
         api.register_blueprint(module.blueprint)
     app.register_blueprint(web.blueprint)  # the HTML pages, at /
