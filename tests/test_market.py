@@ -483,3 +483,13 @@ def test_year_index_chain_links_matched_ornaments(client, histories) -> None:
 def test_year_index_bad_input(client) -> None:
     assert list(get(client, "/v1/market/years/2015", 400, days=1)["errors"]) == ["days"]
     assert get(client, "/v1/market/years/1066", 404)["message"] == "no year 1066."
+
+
+def test_year_index_page_and_its_csv(client, histories) -> None:
+    response = client.get("/market/years/2015", query_string={"days": 7})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert re.findall(r'<td data-label="Index">([\d.]+)</td>', html)[-1] == "104.88"
+    csv_page = client.get("/market/years/2015.csv", query_string={"days": "7"})
+    assert csv_page.get_data(as_text=True).splitlines()[-1].endswith(",104.88,2,2")
+    assert client.get("/market/years/1066").status_code == 404

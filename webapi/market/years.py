@@ -85,6 +85,12 @@ def get_year_index(args: dict[str, Any], year: int):
 def export_year_index(args: dict[str, Any], year: int):
     """The year index as CSV, to set beside any other daily series."""
     _check_year(year)
+    return csv_response(year, args)
+
+
+def csv_response(year: int, args: dict[str, Any]) -> Response:
+    """The index of `year` for `args` (YearIndexArgs) as a CSV download (the API's and the
+    web page's)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)

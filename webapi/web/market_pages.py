@@ -1,15 +1,18 @@
-"""The market pages (issue #21): price gaps between the shops (`/market/gaps`, and its CSV)
-and the rarest ornaments (`/market/rare`), read through the API's own queries (webapi.market)."""
+"""The market pages (issue #21): price gaps between the shops (`/market/gaps`, and its CSV),
+the rarest ornaments (`/market/rare`) and a year's price index (`/market/years/<year>`), read
+through the API's own queries (webapi.market)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import render_template
+from flask import render_template, url_for
+from werkzeug.exceptions import NotFound
 
 from christmas_spiders.catalog.rules import CONDITIONS
 from christmas_spiders.vendors import VENDORS
-from webapi.market import gaps, rare
+from webapi import db, schemas
+from webapi.market import gaps, rare, year_index, years
 from webapi.web.forms import arguments, page_url
 from webapi.web.views import blueprint
 
@@ -57,3 +60,31 @@ def rare_page():
         next_url=page_url("web.rare_page", shown, cursor=next_cursor) if next_cursor else None,
         first_url=page_url("web.rare_page", shown) if "cursor" in form else None,
     )
+
+
+@blueprint.get("/market/years/<int:year>")
+def year_page(year: int):
+    """The price index of one year's ornaments, a row a day, with its CSV."""
+    args = arguments(years.YearIndexArgs())
+    if not schemas.YEAR_MIN <= year <= schemas.YEAR_MAX:
+        raise NotFound(f"No year {year}.")
+    points = year_index.year_index(
+        db.reader(), year, args["condition"], args["days"], datetime.now(UTC)
+    )
+    return render_template(
+        "web/market_year.html",
+        year=year,
+        args=args,
+        points=points,
+        conditions=CONDITIONS,
+        csv_url=url_for("web.year_csv", year=year, **args),
+    )
+
+
+@blueprint.get("/market/years/<int:year>.csv")
+def year_csv(year: int):
+    """The year index as CSV (the API's export)."""
+    args = arguments(years.YearIndexArgs())
+    if not schemas.YEAR_MIN <= year <= schemas.YEAR_MAX:
+        raise NotFound(f"No year {year}.")
+    return years.csv_response(year, args)
