@@ -41,8 +41,10 @@ events AS (
            count(in_stock) OVER w AS stock_run,
            count(*) FILTER (WHERE sets_price) OVER w AS price_run
       FROM events WINDOW w AS (PARTITION BY product_id ORDER BY changed_at, id)
-), states AS (  -- each offer's whole state after each of its rows
+), states AS (  -- each offer's whole state from each of its rows until its next one
     SELECT product_id, changed_at, id,
+           coalesce(lead(changed_at) OVER (PARTITION BY product_id ORDER BY changed_at, id),
+                    'infinity') AS until,
            bool_or(in_stock) OVER (PARTITION BY product_id, stock_run) AS in_stock,
            max(price) FILTER (WHERE sets_price) OVER (PARTITION BY product_id, price_run) AS price
       FROM runs
@@ -61,10 +63,7 @@ WITH offers AS (
 ), shop_prices AS (
     SELECT d.day, o.vendor, min(s.price) AS price
       FROM days d CROSS JOIN offers o
-      CROSS JOIN LATERAL (
-          SELECT in_stock, price FROM states
-           WHERE product_id = o.id AND changed_at < d.ends
-           ORDER BY changed_at DESC, id DESC LIMIT 1) s
+      JOIN states s ON s.product_id = o.id AND s.changed_at < d.ends AND s.until >= d.ends
      WHERE s.in_stock AND s.price IS NOT NULL
      GROUP BY d.day, o.vendor
 ), daily AS (

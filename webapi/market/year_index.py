@@ -36,10 +36,7 @@ WITH offers AS (
 ), ornament_days AS (
     SELECT d.day, o.ornament_id, min(s.price) AS price
       FROM days d CROSS JOIN offers o
-      CROSS JOIN LATERAL (
-          SELECT in_stock, price FROM states
-           WHERE product_id = o.id AND changed_at < d.ends
-           ORDER BY changed_at DESC, id DESC LIMIT 1) s
+      JOIN states s ON s.product_id = o.id AND s.changed_at < d.ends AND s.until >= d.ends
      WHERE s.in_stock AND s.price > 0
      GROUP BY d.day, o.ornament_id
 ), steps AS (
