@@ -60,21 +60,24 @@ def _bare_env(**values: str) -> dict[str, str]:
 
 
 def _read_line(stream: Any, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
-    """The first line of `stream` matching `pattern` (lines read so far are in the message)."""
-    seen: list[str] = []
+    """The first match of `pattern` in what `stream` has written (all of it is in the message).
+
+    Read from the file descriptor, not through the text wrapper: the wrapper may hold several
+    lines in its buffer while select() says there is nothing more to read."""
+    seen = ""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
+        selector.register(stream.fileno(), selectors.EVENT_READ)
         while time.monotonic() < deadline:
             if not selector.select(timeout=0.5):
                 continue
-            line = stream.readline()
-            if not line:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
                 break
-            seen.append(line)
-            if match := pattern.search(line):
+            seen += chunk.decode(errors="replace")
+            if match := pattern.search(seen):
                 return match
-    raise AssertionError(f"no line matching {pattern.pattern!r}; output:\n{''.join(seen)}")
+    raise AssertionError(f"no line matching {pattern.pattern!r}; output:\n{seen}")
 
 
 def test_sigterm_to_flask_run_stops_the_embedded_server_it_was_the_last_user_of(
