@@ -97,6 +97,9 @@ class CrawlHeartbeat:
         self._stopping.set()
         if self._task is not None:
             await asyncio.wait([self._task])  # a failure of its own was logged as it happened
+        if self.heartbeat is None and self.crawler.stats.get_value("crawl_run/id") is not None:
+            # A crawl over before its first beat still leaves its row, stopped, with its run.
+            await asyncio.to_thread(self._start, spider)
         if self.heartbeat is not None:
             details = {**self._details(spider), "close_reason": reason}
             await asyncio.to_thread(self.heartbeat.stop, **details)
