@@ -114,6 +114,7 @@ def test_sigterm_to_flask_run_stops_the_embedded_server_it_was_the_last_user_of(
         if flask.poll() is None:
             flask.kill()
             flask.wait()
+        flask.stdout.close()  # also when a check failed: no pipe left for the GC to warn about
     assert flask.returncode == 128 + signal.SIGTERM, output
     assert "Traceback" not in output, output
     assert json.loads((pgdata / ".handle_pids.json").read_text()) == []
