@@ -33,6 +33,7 @@ from webapi import (
 from webapi.market import gaps as market_gaps
 from webapi.market import rare as market_rare
 from webapi.market import years as market_years
+from webapi.web import error_pages
 
 
 def create_app(settings: config.Config | None = None, test_config: dict[str, Any] | None = None):
@@ -63,6 +64,7 @@ def create_app(settings: config.Config | None = None, test_config: dict[str, Any
     cli.init_app(app)
 
     api = errors.Api(app)
+    api.unrouted = error_pages.unrouted
     api.register_field(schemas.Money, "string", "decimal")
     errors.init_app(app)
     app.register_blueprint(docs.blueprint)

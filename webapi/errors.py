@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import flask_smorest
@@ -70,11 +70,15 @@ class Parser(FlaskParser):
 
 
 class Api(flask_smorest.Api):
-    def handle_http_exception(self, error: HTTPException):
-        if request.url_rule is None:  # no route took the URL (/products/-1, /nope)
-            from webapi.web import error_pages  # here: the web view imports this module
+    """flask-smorest's Api; `unrouted` may answer a URL no route took (/products/-1, /nope) with
+    a page of its own (the app factory hands it the web view's error pages, which import this
+    module), else the answer is JSON."""
 
-            page = error_pages.unrouted(error)
+    unrouted: Callable[[HTTPException], Any] | None = None
+
+    def handle_http_exception(self, error: HTTPException):
+        if request.url_rule is None and self.unrouted is not None:
+            page = self.unrouted(error)
             if page is not None:
                 return page
         payload, code, headers = super().handle_http_exception(error)
