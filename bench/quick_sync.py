@@ -352,7 +352,7 @@ def measure(session: Session) -> list[Row]:
                 FIGURE,
                 f"{short} a day of hourly quick syncs vs one daily full sync: requests",
                 f"{per_day:,.0f} ({syncs_a_day:g} × {idle.requests:,} + {daily_changes:,} changed "
-                "pages)",
+                f"pages; of it the refresh: {syncs_a_day:g} × {idle.stat('quick/fetch/stale'):,})",
                 f"{full.requests:,}",
                 f"{ratio:.2f}× (goal ≤ {COST_GOAL:g}×)",
                 ratio <= COST_GOAL,
