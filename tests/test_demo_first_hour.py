@@ -190,9 +190,18 @@ def test_the_default_contact_names_nobody_and_says_it_is_not_configured() -> Non
     )
 
 
+# The settings a crawl gets: the project's module, then the ProjectConfig add-on, as Scrapy
+# applies them when it builds a crawler (`scrapy settings` does not run add-ons).
+_CRAWL_USER_AGENT = (
+    "from scrapy.addons import AddonManager; from scrapy.settings import Settings; "
+    "s = Settings(); s.setmodule('christmas_spiders.settings', priority='project'); "
+    "AddonManager.load_pre_crawler_settings(s); print(s['USER_AGENT'])"
+)
+
+
 def _scrapy_settings(**values: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scrapy", "settings", "--get", "USER_AGENT"],
+        [sys.executable, "-c", _CRAWL_USER_AGENT],
         cwd=PROJECT_ROOT,
         env=_bare_env(**values),
         capture_output=True,
@@ -206,7 +215,7 @@ def test_the_crawler_sends_the_configured_contact_and_refuses_a_bad_one() -> Non
     assert sent.returncode == 0, sent.stderr
     assert sent.stdout == "project_christmas/0.1 (+https://example.org/our-crawler)\n"
     bad = _scrapy_settings(CHRISTMAS_CONTACT_URL="call Bob")
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # a configuration error, as for every command
     assert bad.stderr == (
         "configuration error: CHRISTMAS_CONTACT_URL must be an http(s):// URL or a mailto: "
         "address, not 'call Bob'.\n"
