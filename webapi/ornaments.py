@@ -69,10 +69,7 @@ class OrnamentListArgs(schemas.Query):
         validate=validate.OneOf(SORT_CHOICES),
         metadata={"description": "A field, `-` in front for descending; ties go by id."},
     )
-    limit = fields.Integer(
-        load_default=pagination.DEFAULT_LIMIT,
-        validate=validate.Range(1, pagination.MAX_LIMIT, error="must be from 1 to 200."),
-    )
+    limit = pagination.limit_field()
     cursor = pagination.CursorField(SORTS)
 
     @ma.validates_schema

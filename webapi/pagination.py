@@ -99,6 +99,14 @@ def encode_cursor(sort: str, value: Any, row_id: int) -> str:
     return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
 
 
+def limit_field() -> ma.fields.Integer:
+    """The `limit` parameter of every keyset list: DEFAULT_LIMIT a page, at most MAX_LIMIT."""
+    return ma.fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=ma.validate.Range(1, MAX_LIMIT, error=f"must be from 1 to {MAX_LIMIT}."),
+    )
+
+
 class CursorField(ma.fields.String):
     """The `cursor` query parameter: decoded and checked against the sort orders offered."""
 

@@ -74,10 +74,7 @@ class GapArgs(schemas.Query):
 
 
 class GapPageArgs(GapArgs):
-    limit = fields.Integer(
-        load_default=pagination.DEFAULT_LIMIT,
-        validate=validate.Range(1, pagination.MAX_LIMIT, error="must be from 1 to 200."),
-    )
+    limit = pagination.limit_field()
     cursor = pagination.CursorField(SORTS)
 
     @ma.validates_schema

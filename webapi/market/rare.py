@@ -47,10 +47,7 @@ class RareArgs(schemas.Query):
             "the share of the last 365 days in stock, lists the rarest first."
         },
     )
-    limit = fields.Integer(
-        load_default=pagination.DEFAULT_LIMIT,
-        validate=validate.Range(1, pagination.MAX_LIMIT, error="must be from 1 to 200."),
-    )
+    limit = pagination.limit_field()
     cursor = pagination.CursorField(SORTS)
 
     @ma.validates_schema
