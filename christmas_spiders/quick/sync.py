@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import scrapy
@@ -42,10 +42,17 @@ from christmas_spiders.storage import freshness, get_engine, runs
 from christmas_spiders.storage.embedded import EmbeddedServerError
 from christmas_spiders.storage.freshness import REFRESH_STAT
 
-if TYPE_CHECKING:
-    from christmas_spiders.spiders._vendor import VendorSpider
-
 logger = logging.getLogger(__name__)
+
+
+class ListingSpider(Protocol):
+    """What a quick sync needs of its spider (spiders._vendor.VendorSpider, which creates it)."""
+
+    name: str
+    target: Any
+
+    def product_request(self, url: str, year: int) -> scrapy.Request: ...
+
 
 HEALTH_FIELDS = ("name", "sku", "availability_text", "image_url", "series")
 
@@ -88,7 +95,7 @@ def _stored(row: Any) -> rules.Stored:
 
 
 class QuickSync:
-    def __init__(self, crawler: Crawler, spider: VendorSpider) -> None:
+    def __init__(self, crawler: Crawler, spider: ListingSpider) -> None:
         self.crawler = crawler
         self.spider = spider
         self.config: Config = crawler.settings["CHRISTMAS_CONFIG"]
