@@ -140,13 +140,6 @@ def _as_json(row: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-def _csv_cell(value: Any) -> Any:
-    # A cell a spreadsheet would run as a formula is quoted as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
-
-
 @blueprint.route("/products.csv")
 @blueprint.arguments(ProductFilters(), location="query")
 @blueprint.response(
@@ -169,7 +162,7 @@ def export_products(args: dict[str, Any]):
             streaming = connection.execution_options(stream_results=True, yield_per=1000)
             for partition in streaming.execute(query).partitions():
                 for row in partition:
-                    writer.writerow([_csv_cell(row._mapping[name]) for name in CSV_COLUMNS])
+                    writer.writerow([schemas.csv_cell(row._mapping[name]) for name in CSV_COLUMNS])
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()

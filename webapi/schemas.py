@@ -424,3 +424,11 @@ class SeriesDetail(ma.Schema):
     unnumbered = fields.List(
         fields.Nested(OrnamentSummary), metadata={"description": "Its ornaments without a number."}
     )
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV export writes it (the product list and the price gaps)."""
+    # A cell a spreadsheet would run as a formula is quoted as text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value

@@ -176,13 +176,6 @@ CSV_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> Any:
-    # A cell a spreadsheet would run as a formula is quoted as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
-
-
 @blueprint.route("/market/gaps.csv")
 @blueprint.arguments(GapArgs(), location="query")
 @blueprint.response(
@@ -206,7 +199,7 @@ def csv_response(args: dict[str, Any]) -> Response:
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow([_cell(row._mapping[name]) for name in CSV_COLUMNS])
+        writer.writerow([schemas.csv_cell(row._mapping[name]) for name in CSV_COLUMNS])
     return Response(
         buffer.getvalue(),
         mimetype="text/csv",
