@@ -13,7 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from christmas_spiders.storage.products import set_crawl_run
+from christmas_spiders.storage.products import lock_products, set_crawl_run
 from christmas_spiders.storage.schema import crawl_runs, products
 
 SEEN_STAT = "seen_per_year"  # crawl_runs.stats key: {"2019": 57, …} of a complete crawl
@@ -67,9 +67,9 @@ def delist_unseen(
     """Mark listed products of these years not synced since `since` as delisted, except those
     whose page the crawl found but could not read (`keep_links`).
 
-    The rows are locked first in key order, the order in which another run's batches lock
-    them (storage.products), so a run delisting while another one stores the same vendor's
-    products never deadlocks with it; a product that run stores meanwhile is not delisted.
+    The rows are locked first (storage.products.lock_products), so a run delisting while
+    another one stores the same vendor's products never deadlocks with it; a product that run
+    stores meanwhile is not delisted.
     """
     unseen = (
         products.c.vendor == vendor,
@@ -78,17 +78,10 @@ def delist_unseen(
         products.c.delisted_at.is_(None),
         products.c.link.not_in(list(keep_links)),
     )
-    ids = connection.execute(
-        sa.select(products.c.id)
-        .where(*unseen)
-        .order_by(products.c.vendor, products.c.vendor_key)
-        .with_for_update()
-    ).scalars()
+    ids = lock_products(connection, *unseen)
     set_crawl_run(connection, run_id)
     return connection.execute(
-        sa.update(products)
-        .where(products.c.id.in_(list(ids)), *unseen)
-        .values(delisted_at=sa.func.now())
+        sa.update(products).where(products.c.id.in_(ids), *unseen).values(delisted_at=sa.func.now())
     ).rowcount
 
 

@@ -4,9 +4,10 @@
 * ``refresh_plan`` — which stored pages the run re-reads (``quick.rules.Refresh``), recorded in
   the run's stats by the first process of the run, so every worker of a distributed run re-reads
   the same pages however late it joins.
-* ``mark_synced`` — the products a listing showed unchanged: ``last_synced_at`` only, in one
-  batched UPDATE. No audited field changes, so the history trigger writes nothing; the rows are
-  locked in key order first, as store batches lock them, so the two never deadlock.
+* ``mark_synced`` — the products a listing showed unchanged (and, for crawl health, those whose
+  page a run read but could not store): ``last_synced_at`` only, in one batched UPDATE. No
+  audited field changes, so the history trigger writes nothing; the rows are locked in key order
+  first (``storage.products.lock_products``), so this never deadlocks with a store batch.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from christmas_spiders.storage import runs
+from christmas_spiders.storage.products import lock_products
 from christmas_spiders.storage.schema import crawl_runs, products
 
 REFRESH_STAT = "quick/refresh"  # crawl_runs.stats key of the run's refresh plan
@@ -71,15 +73,10 @@ def mark_synced(connection: Connection, ids: Iterable[int]) -> int:
     wanted = sorted(set(ids))
     if not wanted:
         return 0
-    locked = connection.execute(
-        sa.select(products.c.id)
-        .where(products.c.id.in_(wanted), products.c.delisted_at.is_(None))
-        .order_by(products.c.vendor, products.c.vendor_key)
-        .with_for_update()
-    ).scalars()
+    locked = lock_products(connection, products.c.id.in_(wanted), products.c.delisted_at.is_(None))
     now = sa.func.now()
     return connection.execute(
         sa.update(products)
-        .where(products.c.id.in_(list(locked)))
+        .where(products.c.id.in_(locked))
         .values(last_synced_at=sa.func.greatest(products.c.last_synced_at, now))
     ).rowcount

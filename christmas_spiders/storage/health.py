@@ -1,8 +1,9 @@
 """Crawl health in the database: a run's counts, the values it kept, its verdict and event.
 
 Used by ``christmas_spiders.health``. SQLAlchemy Core, bound parameters only. Rows of
-``products`` are always locked in key order (vendor, vendor_key), the order of the store's
-batches and of delisting, so none of these writes can deadlock with a run storing products.
+``products`` are always locked in key order (``storage.products.lock_products``), as the store's
+batches and delisting lock them, so none of these writes can deadlock with a run storing
+products.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
 from christmas_spiders.domain import HEALTH_KIND
-from christmas_spiders.storage.products import PROTECTED, set_crawl_run
+from christmas_spiders.storage.freshness import mark_synced
+from christmas_spiders.storage.products import PROTECTED, lock_products, set_crawl_run
 from christmas_spiders.storage.schema import (
     crawl_run_counts,
     crawl_run_vanishes,
@@ -186,13 +188,7 @@ def apply_vanishes(connection: Connection, vendor: str, run_id: int, field: str)
     v = crawl_run_vanishes.c
     mine = sa.and_(v.run_id == run_id, v.field == field)
     unchanged = sa.and_(mine, v.product_id == products.c.id, _group_values(field) == v.kept)
-    ids = connection.execute(
-        sa.select(products.c.id)
-        .where(products.c.vendor == vendor, sa.exists().where(unchanged))
-        .order_by(products.c.vendor, products.c.vendor_key)
-        .with_for_update(of=products)
-    ).scalars()
-    ids = list(ids)
+    ids = lock_products(connection, products.c.vendor == vendor, sa.exists().where(unchanged))
     applied = 0
     if ids:
         set_crawl_run(connection, run_id)
@@ -233,18 +229,8 @@ def touch(
     if not keys and not links:
         return 0
     which = sa.or_(products.c.vendor_key.in_(list(keys)), products.c.link.in_(list(links)))
-    where = (products.c.vendor == vendor, products.c.delisted_at.is_(None), which)
-    ids = connection.execute(
-        sa.select(products.c.id)
-        .where(*where)
-        .order_by(products.c.vendor, products.c.vendor_key)
-        .with_for_update()
-    ).scalars()
-    return connection.execute(
-        sa.update(products)
-        .where(products.c.id.in_(list(ids)))
-        .values(last_synced_at=sa.func.greatest(products.c.last_synced_at, sa.func.now()))
-    ).rowcount
+    ids = connection.execute(sa.select(products.c.id).where(products.c.vendor == vendor, which))
+    return mark_synced(connection, ids.scalars())
 
 
 # -- the verdict -------------------------------------------------------------------------------

@@ -153,6 +153,20 @@ _UPSERT_IN_RUN = _upsert_statement(protect=True)
 _UPSERT = _upsert_statement(protect=False)
 
 
+def lock_products(connection: Connection, *where: sa.ColumnElement[bool]) -> list[int]:
+    """Lock the products matching `where`, in key order (vendor, vendor_key): the order the
+    upserts' batches lock theirs in (`_rows`), so that no two writers of products deadlock.
+    Returns their ids."""
+    return list(
+        connection.execute(
+            sa.select(products.c.id)
+            .where(*where)
+            .order_by(products.c.vendor, products.c.vendor_key)
+            .with_for_update(of=products)
+        ).scalars()
+    )
+
+
 def set_crawl_run(connection: Connection, crawl_run_id: int | None) -> None:
     """Tag this transaction's history rows with the crawl run (read by the trigger)."""
     connection.execute(
