@@ -154,19 +154,12 @@ def get_ornament(args: dict[str, Any], ornament_id: int):
     rows = connection.execute(
         product_rows().where(_p.ornament_id == ornament_id).order_by(*OFFER_ORDER)
     ).all()
-    histories = product_history.product_histories(
-        connection,
-        [row.id for row in rows],
-        args.get("since"),
-        args.get("until"),
-        args["include_suspicious"],
-    )
     v1.set_last_modified(max([found.updated_at, *offer_moments(rows)]))
     return {
         **summary(found, rows),
         "series_numbers": found.series_numbers,
         "created_at": found.created_at,
-        "offers": [{**row._mapping, "history": histories[row.id]} for row in rows],
+        "offers": product_history.offers(connection, rows, args),
     }
 
 

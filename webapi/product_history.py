@@ -1,9 +1,10 @@
 """A product's history as the API shows it: its prices, their figures and its availability over
-one window (storage.history), read for one product or for several in one query."""
+one window (storage.history), read for one product or for several in one query, and a list of
+offers each with its own (the ornament and SKU views)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,3 +56,18 @@ def product_history(
 ) -> dict[str, Any]:
     histories = product_histories(connection, [product_id], since, until, include_suspicious)
     return histories[product_id]
+
+
+def offers(
+    connection: Connection, rows: Sequence[Any], window: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Offer rows (product_queries.product_rows), each with its history over the `window` of
+    `schemas.HistoryArgs`, as `schemas.Offer` shows them."""
+    histories = product_histories(
+        connection,
+        [row.id for row in rows],
+        window.get("since"),
+        window.get("until"),
+        window["include_suspicious"],
+    )
+    return [{**row._mapping, "history": histories[row.id]} for row in rows]

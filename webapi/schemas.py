@@ -229,6 +229,11 @@ class Offer(ProductDetail):
     history = fields.Nested(History)
 
 
+def offer_list(description: str) -> fields.List:
+    """Offers each with its history (product_history.offers), in the order `description` says."""
+    return fields.List(fields.Nested(Offer), metadata={"description": description})
+
+
 class SkuView(ma.Schema):
     sku = fields.String()
     item_number = fields.String(
@@ -238,10 +243,7 @@ class SkuView(ma.Schema):
         fields.Nested(lambda: OrnamentSummary()),
         metadata={"description": "The ornaments of the SKU, newest year first."},
     )
-    offers = fields.List(
-        fields.Nested(Offer),
-        metadata={"description": "Their offers: by ornament, then in stock cheapest first."},
-    )
+    offers = offer_list("Their offers: by ornament, then in stock cheapest first.")
 
 
 class ChangeProduct(ma.Schema):
@@ -373,10 +375,7 @@ class OrnamentDetail(OrnamentSummary):
         fields.Integer(), metadata={"description": "Every number its listings state."}
     )
     created_at = fields.DateTime()
-    offers = fields.List(
-        fields.Nested(Offer),
-        metadata={"description": "Every offer at every shop, delisted ones last, with history."},
-    )
+    offers = offer_list("Every offer at every shop, delisted ones last, with history.")
 
 
 class SeriesSummary(ma.Schema):

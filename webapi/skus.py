@@ -54,14 +54,6 @@ def get_sku(args: dict[str, Any], sku: str):
     rows = connection.execute(query).all()
     if not rows:
         abort(404, message=f"no product has the SKU {wanted!r}.")
-    histories = product_history.product_histories(
-        connection,
-        [row.id for row in rows],
-        args.get("since"),
-        args.get("until"),
-        args["include_suspicious"],
-    )
-    offers = [{**row._mapping, "history": histories[row.id]} for row in rows]
     v1.set_last_modified(max(offer_moments(rows) + [ornament.updated_at for ornament in found]))
     return {
         "sku": wanted,
@@ -70,5 +62,5 @@ def get_sku(args: dict[str, Any], sku: str):
             summary(ornament, [row for row in rows if row.ornament_id == ornament.id])
             for ornament in found
         ],
-        "offers": offers,
+        "offers": product_history.offers(connection, rows, args),
     }
