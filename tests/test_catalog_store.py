@@ -346,6 +346,36 @@ def test_relink_puts_links_right_records_each_move_and_is_idempotent(engine: Eng
     assert len(relinked_rows(engine)) == 1
 
 
+def test_relink_retries_a_year_that_lost_a_deadlock(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    store(engine, [item(HOOH, 1, "2005 Jolly Old Elf", "QX2175", 2005)])
+    with engine.begin() as connection:
+        connection.execute(sa.update(products).values(ornament_id=None))
+        # The first write of a product after this loses a deadlock, as to a crawl storing it.
+        connection.execute(sa.text("CREATE SEQUENCE deadlock_once"))
+        connection.execute(
+            sa.text(
+                "CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF nextval('deadlock_once') = 1 THEN "
+                "RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "CREATE TRIGGER deadlock_once BEFORE UPDATE ON products "
+                "FOR EACH ROW EXECUTE FUNCTION deadlock_once()"
+            )
+        )
+    done = relink(engine)
+    assert (done.products, done.linked) == (1, 1)
+    assert links(engine)[HOOH, "1"][0] is not None
+    assert "relink: year 2005 (attempt 1 of 5), retrying in 0.1 s: deadlock detected" in (
+        caplog.text
+    )
+
+
 def test_relink_command_says_what_it_changed(engine: Engine, database_url: str) -> None:
     store(engine, [item(HOOH, 1, "2005 Jolly Old Elf", "QX2175", 2005)])
     with engine.begin() as connection:

@@ -27,6 +27,7 @@ from christmas_spiders.catalog.linker import (
     Link,
     Listing,
     Ornament,
+    link_all,
     listing_from_item,
 )
 from christmas_spiders.domain import RELINKED
@@ -87,6 +88,8 @@ STATE_COLUMNS = (
     listing_forms.c.form,
 )
 SOURCE = products.outerjoin(listing_forms)
+# What a linking reads of each product (narrowed with .where(), read with `parsed` or `stored`).
+MEMBERS = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).select_from(SOURCE)
 
 
 def parsed(row: Any) -> Member:
@@ -119,6 +122,20 @@ def stored(row: Any) -> Member:
         condition=form["condition"],
     )
     return Member.of(row, listing, None, fresh=False)
+
+
+def link_by_year(members: Iterable[Member]) -> dict[int, Link]:
+    """product id → its link: `link_all` over each year's listings, in product id order."""
+    by_year: defaultdict[int, list[Member]] = defaultdict(list)
+    for member in members:
+        if member.listing is not None:
+            by_year[member.listing.year].append(member)
+    links: dict[int, Link] = {}
+    for year_members in by_year.values():
+        year_members.sort(key=lambda member: member.product_id)
+        made = link_all([member.listing for member in year_members if member.listing])
+        links.update(zip((member.product_id for member in year_members), made, strict=True))
+    return links
 
 
 _FORM_KEYS = {

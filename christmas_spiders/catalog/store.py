@@ -32,13 +32,12 @@ from rapidfuzz import fuzz, process
 from sqlalchemy.engine import Connection
 
 from christmas_spiders.catalog import rules
-from christmas_spiders.catalog.linker import FUZZY_CUTOFF, Link, link_all, ornament_key
+from christmas_spiders.catalog.linker import FUZZY_CUTOFF, ornament_key
 from christmas_spiders.catalog.records import (
-    MEMBER_COLUMNS,
-    SOURCE,
-    STATE_COLUMNS,
+    MEMBERS,
     Member,
     Written,
+    link_by_year,
     lock_years,
     parsed,
     stored,
@@ -144,27 +143,12 @@ def _reached(
     return reached
 
 
-def _link_by_year(members: Iterable[Member]) -> dict[int, Link]:
-    """product id → its link: `link_all` over each year's listings."""
-    by_year: defaultdict[int, list[Member]] = defaultdict(list)
-    for member in members:
-        if member.listing is not None:
-            by_year[member.listing.year].append(member)
-    links: dict[int, Link] = {}
-    for year_members in by_year.values():
-        year_members.sort(key=lambda member: member.product_id)
-        made = link_all([member.listing for member in year_members if member.listing])
-        links.update(zip((member.product_id for member in year_members), made, strict=True))
-    return links
-
-
 def link_products(connection: Connection, product_ids: Collection[int]) -> Written:
     """Link the stored products `product_ids` and re-link their neighbourhoods (module doc),
     inside the caller's transaction."""
     if not product_ids:
         return Written()
-    query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS, ornaments.c.year.label("old_year"))
-    query = query.select_from(SOURCE.outerjoin(ornaments))
+    query = MEMBERS.add_columns(ornaments.c.year.label("old_year")).outerjoin(ornaments)
     rows = connection.execute(query.where(products.c.id.in_(sorted(product_ids)))).all()
     batch = {row.id: parsed(row) for row in rows}
     old_years = {row.id: row.old_year for row in rows if row.old_year is not None}
@@ -173,8 +157,7 @@ def link_products(connection: Connection, product_ids: Collection[int]) -> Writt
     reached = _reached(connection, batch, old_years)
     members = dict(batch)
     if reached:
-        query = sa.select(*MEMBER_COLUMNS, *STATE_COLUMNS).select_from(SOURCE)
-        for row in connection.execute(query.where(products.c.ornament_id.in_(sorted(reached)))):
+        for row in connection.execute(MEMBERS.where(products.c.ornament_id.in_(sorted(reached)))):
             if row.id not in members:
                 members[row.id] = stored(row)
-    return write(connection, list(members.values()), _link_by_year(members.values()), reached)
+    return write(connection, list(members.values()), link_by_year(members.values()), reached)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter, defaultdict
 from typing import Any
 
 from itemadapter import ItemAdapter
 from scrapy import signals
 from scrapy.crawler import Crawler
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.config import Config
 from christmas_spiders.crawl_errors import FAILS_RUN
@@ -34,6 +33,7 @@ from christmas_spiders.storage import get_engine
 from christmas_spiders.storage import health as storage
 from christmas_spiders.storage.embedded import EmbeddedServerError
 from christmas_spiders.storage.products import PROTECTED, vendor_key
+from christmas_spiders.storage.retries import write_retrying
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +46,6 @@ product_page_skipped = object()
 listing_confirmed = object()
 _UNREADABLE = {"no_name"}  # skip reasons of a page that is there (no_product: the product is gone)
 UNRECORDED_STAT = "health/unrecorded"  # the counts could not be written: the run is not judged
-_TRANSIENT_PGCODES = {"40P01", "40001"}  # a deadlock, a serialization failure: worth retrying
-
-
-def _transient(error: DBAPIError) -> bool:
-    """A lost connection or a conflict, as the store pipeline retries them."""
-    return (
-        isinstance(error, OperationalError)
-        or error.connection_invalidated
-        or getattr(error.orig, "pgcode", None) in _TRANSIENT_PGCODES
-    )
 
 
 def _present(value: Any) -> bool:
@@ -173,26 +163,9 @@ class HealthPipeline:
         whole["pages/unread"] += _sum_stats(stats, "pages/unread/")
 
     def _write_with_retries(self, vendor: str, run_id: int) -> None:
-        """Retried like the store's batches (db_write_attempts, db_retry_backoff_seconds)."""
-        attempts = self.config.db_write_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                self._write(vendor, run_id)
-                return
-            except DBAPIError as error:
-                if not _transient(error) or attempt == attempts:
-                    raise
-                delay = self.config.db_retry_backoff_seconds * 2 ** (attempt - 1)
-                logger.warning(
-                    "could not record what crawl run %s read (attempt %d of %d), retrying in "
-                    "%.1f s: %s",
-                    run_id,
-                    attempt,
-                    attempts,
-                    delay,
-                    one_line(error),
-                )
-                time.sleep(delay)
+        """Retried like the store's batches (storage.retries.write_retrying)."""
+        what = f"could not record what crawl run {run_id} read"
+        write_retrying(self.config, what)(self._write, vendor, run_id)
 
     def _write(self, vendor: str, run_id: int) -> None:
         stats = self.crawler.stats

@@ -2,10 +2,12 @@
 
 * ``is_transient`` — a lost connection, a deadlock or a serialization failure: the same write
   may well succeed a moment later. Anything else (a bad value, a constraint) would fail again.
-* ``write_retrying`` — a crawl's writes (the store's batches, the run's counts):
-  ``db_write_attempts`` tries, waits of ``db_retry_backoff_seconds`` doubling, transient errors
-  only, each retry logged as "<what> (attempt 1 of 3), retrying in 0.5 s: <error>"; the last
-  error is raised. The waits are plain sleeps: a crawl that is stopping still stores its items.
+* ``transient_retrying`` — one write (or one transaction) tried `attempts` times, waits of
+  `first_wait` doubling, transient errors only, each retry logged as "<what> (attempt 1 of 3),
+  retrying in 0.5 s: <error>"; the last error is raised. The waits are plain sleeps: a crawl
+  that is stopping still stores its items. The catalog's relink retries its years so.
+* ``write_retrying`` — that, for a crawl's writes (the store's batches, the counts of what the
+  run read): ``db_write_attempts`` tries, waits from ``db_retry_backoff_seconds``.
 """
 
 from __future__ import annotations
@@ -33,11 +35,10 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
-def write_retrying(
-    config: Config, what: str, on_retry: Callable[[], None] | None = None
+def transient_retrying(
+    what: str, attempts: int, first_wait: float, on_retry: Callable[[], None] | None = None
 ) -> Retrying:
     """Retrying for one write; `what` names it in the log, `on_retry` counts the retries."""
-    attempts = config.db_write_attempts
 
     def before_sleep(state: RetryCallState) -> None:
         logger.warning(
@@ -54,7 +55,16 @@ def write_retrying(
     return Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
-        wait=backoff(config.db_retry_backoff_seconds),
+        wait=backoff(first_wait),
         before_sleep=before_sleep,
         reraise=True,
+    )
+
+
+def write_retrying(
+    config: Config, what: str, on_retry: Callable[[], None] | None = None
+) -> Retrying:
+    """Retrying for one write of a crawl, as configured (module doc)."""
+    return transient_retrying(
+        what, config.db_write_attempts, config.db_retry_backoff_seconds, on_retry
     )
