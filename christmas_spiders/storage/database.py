@@ -21,10 +21,11 @@ from sqlalchemy.exc import DBAPIError
 
 from christmas_spiders.config import Config, ConfigError
 from christmas_spiders.errors import one_line
-from christmas_spiders.storage import embedded, runs
+from christmas_spiders.storage import embedded, market, runs
 from christmas_spiders.storage.schema import (
     api_keys,
     crawl_runs,
+    market_refreshes,
     metadata,
     ornaments,
     product_changes,
@@ -178,9 +179,17 @@ def _register_vendors(connection: Connection) -> None:
 
 # --- the API's read-only role ---------------------------------------------------------------------
 
-# What the API reads; alembic_version for its schema check. Nothing else (audit tables, the
-# scheduler's job store) is granted.
-API_READABLE_TABLES = (vendors, products, ornaments, product_changes, crawl_runs, api_keys)
+# What the API reads (and the market views, storage.market); alembic_version for its schema
+# check. Nothing else (audit tables, the scheduler's job store) is granted.
+API_READABLE_TABLES = (
+    vendors,
+    products,
+    ornaments,
+    product_changes,
+    crawl_runs,
+    api_keys,
+    market_refreshes,
+)
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DUPLICATE_OBJECT, _UNIQUE_VIOLATION, _INSUFFICIENT_PRIVILEGE = "42710", "23505", "42501"
 
@@ -233,6 +242,7 @@ def _install_api_role(connection: Connection, config: Config) -> None:
     readable = sql.SQL(", ").join(
         [
             *(sql.Identifier(table.name) for table in API_READABLE_TABLES),
+            *(sql.Identifier(view) for view in market.VIEWS),
             sql.Identifier("alembic_version"),
         ]
     )

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -364,6 +365,44 @@ listing_forms = Table(
     Column("form", JSONB, nullable=False),
 )
 
+# The year index, precomputed (storage.market_index, migration 0012): each day's step of each
+# release year's index per condition (the last 365 days): ornaments priced at the day's end,
+# matched (priced the day before too), the mean log of their price ratios (NULL: none matched).
+market_year_steps = Table(
+    "market_year_steps",
+    metadata,
+    Column("condition", String(16), primary_key=True),
+    Column("year", Integer, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("ornaments", Integer, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("log_step", Numeric),
+)
+# Every product's state (in stock, price) at the end of market_year_index.base_day, from the
+# history, and its link (ornament, its year, condition) at the last refresh: relinks show.
+market_offer_states = Table(
+    "market_offer_states",
+    metadata,
+    Column(
+        "product_id", BigInteger, ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("ornament_id", BigInteger),
+    Column("year", Integer),
+    Column("condition", String(16)),
+    Column("in_stock", Boolean),
+    Column("price", Numeric),
+)
+# One row: the base day of market_offer_states, and when the steps were last brought up to
+# date (the answers' `as_of`: today's point is the state then).
+market_year_index = Table(
+    "market_year_index",
+    metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+    Column("base_day", Date, nullable=False),
+    _timestamp("as_of", nullable=False),
+    CheckConstraint("singleton", name="singleton"),
+)
+
 # Commands for the running scheduler (migration 0009, scheduling.commands): `python scheduler.py
 # pause|resume|run JOB_ID` queues one here and NOTIFYs; the scheduler applies it through
 # APScheduler's API and writes the answer (`ok`, `result`: one sentence). With no scheduler
@@ -381,4 +420,14 @@ scheduler_commands = Table(
     Column("ok", Boolean),
     Column("result", Text),
     CheckConstraint(_in("action", SCHEDULER_ACTIONS), name="action"),
+)
+
+# When each market view (migration 0011, storage.market) was last refreshed: the `as_of` of the
+# market answers. `seconds`: how long that refresh step took (NULL: built by the migration).
+market_refreshes = Table(
+    "market_refreshes",
+    metadata,
+    Column("name", Text, primary_key=True),
+    _timestamp("refreshed_at", nullable=False),
+    Column("seconds", Float),
 )
