@@ -12,7 +12,7 @@ from christmas_spiders.health.judge import Baseline, Run, Thresholds, judge
 
 from .conftest import PROJECT_ROOT
 
-DEFAULTS = Thresholds()
+DEFAULTS = Thresholds.from_config(config.Config())
 
 
 def year(pages: int, **present: int) -> dict[str, int]:

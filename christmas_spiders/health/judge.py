@@ -9,7 +9,7 @@ first run meets absolute floors instead. The thresholds are configuration (docs/
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from christmas_spiders.config import Config
 
@@ -24,27 +24,21 @@ Counts = Mapping[int, Mapping[str, int]]  # release year (0: the whole run) → 
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_items: int = 10
-    min_year_ratio: float = 0.8
-    min_coverage_ratio: float = 0.8
-    max_vanished_share: float = 0.5
-    first_run_min_share: float = 0.5
-    max_problem_share: float = 0.25
-    max_error_share: float = 0.1
-    max_retry_share: float = 0.5
+    """The configuration's `health_*` keys, without their prefix (their defaults and meaning
+    are in config.keys)."""
+
+    min_items: int
+    min_year_ratio: float
+    min_coverage_ratio: float
+    max_vanished_share: float
+    first_run_min_share: float
+    max_problem_share: float
+    max_error_share: float
+    max_retry_share: float
 
     @classmethod
     def from_config(cls, config: Config) -> Thresholds:
-        return cls(
-            min_items=config.health_min_items,
-            min_year_ratio=config.health_min_year_ratio,
-            min_coverage_ratio=config.health_min_coverage_ratio,
-            max_vanished_share=config.health_max_vanished_share,
-            first_run_min_share=config.health_first_run_min_share,
-            max_problem_share=config.health_max_problem_share,
-            max_error_share=config.health_max_error_share,
-            max_retry_share=config.health_max_retry_share,
-        )
+        return cls(**{key.name: getattr(config, f"health_{key.name}") for key in fields(cls)})
 
 
 @dataclass(frozen=True)
