@@ -13,10 +13,17 @@ from urllib.parse import urlsplit
 
 from parsel import Selector
 
-from christmas_spiders.parsers.structured import absolute
+from christmas_spiders.parsers.structured import absolute, linked_cards
 from christmas_spiders.parsers.threedcart import parse_product
 
-__all__ = ["Listing", "grid_is_unfilled", "parse_listing", "parse_product", "year_links"]
+__all__ = [
+    "Listing",
+    "grid_is_unfilled",
+    "parse_listing",
+    "parse_product",
+    "product_cards",
+    "year_links",
+]
 
 _PATH_YEAR = re.compile(r"^/((?:19|20)\d\d)(?!\d)")
 _TEXT_YEAR = re.compile(r"\b((?:19|20)\d\d)\b")
@@ -52,12 +59,15 @@ def product_count(selector: Selector) -> int | None:
     return int(match.group(1).replace(",", "")) if match else None
 
 
+def product_cards(selector: Selector, url: str) -> list[tuple[Selector, str]]:
+    """The product cards of a year grid (as the browser built it) and their product URLs
+    (parse_listing's products, the quick sync's tiles)."""
+    cards = "#productCategoryBlock .product-item"
+    return linked_cards(selector, url, cards, ".img > a::attr(href)", ".name a::attr(href)")
+
+
 def parse_listing(selector: Selector, url: str) -> Listing:
-    products = []
-    for item in selector.css("#productCategoryBlock .product-item"):
-        href = item.css(".img > a::attr(href)").get() or item.css(".name a::attr(href)").get()
-        if href:
-            products.append(absolute(url, href))
+    products = [link for _, link in product_cards(selector, url)]
     next_page = None
     for link in selector.css(".paging a"):
         if "next" in " ".join(link.css("::text").getall()).lower():

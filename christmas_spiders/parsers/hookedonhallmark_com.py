@@ -8,10 +8,17 @@ from urllib.parse import urlsplit
 
 from parsel import Selector
 
-from christmas_spiders.parsers.structured import absolute
+from christmas_spiders.parsers.structured import absolute, linked_cards
 from christmas_spiders.parsers.threedcart import parse_product
 
-__all__ = ["Listing", "is_product_url", "parse_listing", "parse_product", "year_links"]
+__all__ = [
+    "Listing",
+    "is_product_url",
+    "parse_listing",
+    "parse_product",
+    "product_cards",
+    "year_links",
+]
 
 _YEAR = re.compile(r"^(?:19|20)\d\d$")
 _PRODUCT_URL = re.compile(r"_p_\d+\.html$|/product\.asp$", re.I)
@@ -45,13 +52,16 @@ class Listing:
     subcategories: list[str] = field(default_factory=list)
 
 
+def product_cards(selector: Selector, url: str) -> list[tuple[Selector, str]]:
+    """The product cards of a category page and their product URLs (parse_listing's products,
+    the quick sync's tiles)."""
+    cards = "section.category-products:not(#featureBlock) .product-item"
+    return linked_cards(selector, url, cards, ".name a::attr(href)", ".img a::attr(href)")
+
+
 def parse_listing(selector: Selector, url: str) -> Listing:
     listing = Listing()
-    for product in selector.css("section.category-products:not(#featureBlock) .product-item"):
-        href = product.css(".name a::attr(href)").get() or product.css(".img a::attr(href)").get()
-        if href:
-            listing.products.append(absolute(url, href))
-    listing.products = list(dict.fromkeys(listing.products))
+    listing.products = list(dict.fromkeys(link for _, link in product_cards(selector, url)))
     for link in selector.css(".paging a"):
         text = " ".join(link.css("::text").getall()).strip().lower()
         href = absolute(url, link.attrib.get("href"))

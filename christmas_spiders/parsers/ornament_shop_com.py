@@ -22,6 +22,7 @@ from christmas_spiders.parsers.structured import (
     itemprop_content,
     js_object,
     json_ld_product,
+    linked_cards,
     shown_price,
 )
 
@@ -41,16 +42,16 @@ def year_links(selector: Selector, url: str) -> list[tuple[int, str]]:
     return list(dict.fromkeys(links))
 
 
+def product_cards(selector: Selector, url: str) -> list[tuple[Selector, str]]:
+    """The product cards of a category page and their product URLs (parse_listing's products,
+    the quick sync's tiles)."""
+    links = (".card-title a::attr(href)", ".card-figure a[href]::attr(href)")
+    return linked_cards(selector, url, "ul.productGrid article.card", *links)
+
+
 def parse_listing(selector: Selector, url: str) -> tuple[list[str], str | None]:
     """Product page URLs of a category page, and the next page (None on the last)."""
-    products = []
-    for card in selector.css("ul.productGrid article.card"):
-        href = (
-            card.css(".card-title a::attr(href)").get()
-            or card.css(".card-figure a[href]::attr(href)").get()
-        )
-        if href:
-            products.append(absolute(url, href))
+    products = [link for _, link in product_cards(selector, url)]
     next_page = absolute(url, selector.css(".pagination-item--next a::attr(href)").get())
     return list(dict.fromkeys(products)), next_page
 

@@ -85,3 +85,16 @@ def shown_price(value: Any) -> Decimal | None:
 def absolute(page_url: str, href: str | None) -> str | None:
     """An absolute URL for a link found on a page (entities decoded, E20)."""
     return urljoin(page_url, replace_entities(href.strip())) if href else None
+
+
+def linked_cards(
+    selector: Selector, page_url: str, cards: str, *links: str
+) -> list[tuple[Selector, str]]:
+    """The product cards (`cards`, CSS) of a listing page, each with the absolute URL of the
+    first of its `links` (CSS of an href) it has; a card without one is no product's."""
+    found = []
+    for card in selector.css(cards):
+        link = absolute(page_url, next((h for css in links if (h := card.css(css).get())), None))
+        if link:
+            found.append((card, link))
+    return found

@@ -1,9 +1,10 @@
 """Listing tiles: what a year listing shows of each product, for the quick sync (issue #16).
 
 Pure, like the product parsers: a parsel Selector and the page URL in, one ``Tile`` per product
-tile out, in the order and with the URLs the shop's ``parse_listing`` finds (the spider matches
-them by URL). Structured data first — the card's own ids and ``data-*`` attributes — then the
-visible markup by classes (vendor-sites.md §1.3, §2.3, §3.3):
+card out, the cards and URLs being those the shop's ``parse_listing`` reads (its parser's
+``product_cards``; the spider matches tiles by URL). Structured data first — the card's own ids
+and ``data-*`` attributes — then the visible markup by classes (vendor-sites.md §1.3, §2.3,
+§3.3):
 
 * HooH: id `.product-item[data-catalogid]`; price `.sale-price` with `del.regular-price`, else
   `.regular-price`; availability from `.status .availability` and the waiting-list button.
@@ -29,7 +30,10 @@ from parsel import Selector
 from price_parser import Price
 
 from christmas_spiders import normalize
-from christmas_spiders.parsers.structured import absolute, shown_price
+from christmas_spiders.parsers import hallmark_ornaments_com as ho_shop
+from christmas_spiders.parsers import hookedonhallmark_com as hooh_shop
+from christmas_spiders.parsers import ornament_shop_com as os_shop
+from christmas_spiders.parsers.structured import shown_price
 
 _DIGIT = re.compile(r"\d")
 _QV_ID = re.compile(r"^qv_(\d+)$")
@@ -85,10 +89,7 @@ def _unique(tiles: list[Tile]) -> list[Tile]:
 
 def hookedonhallmark_com(selector: Selector, url: str) -> list[Tile]:
     tiles = []
-    for item in selector.css("section.category-products:not(#featureBlock) .product-item"):
-        href = item.css(".name a::attr(href)").get() or item.css(".img a::attr(href)").get()
-        if not href:
-            continue
+    for item, link in hooh_shop.product_cards(selector, url):
         block = item.css(".price")
         sale = _text(block, ".sale-price ::text")
         price_text = sale or _text(block, ".regular-price:not(del) ::text")
@@ -103,25 +104,18 @@ def hookedonhallmark_com(selector: Selector, url: str) -> list[Tile]:
         if normalize.PREORDER in signals:
             availability = normalize.PREORDER
         product_id = item.attrib.get("data-catalogid") or None
-        tiles.append(_tile(absolute(url, href), product_id, price_text, regular_text, availability))
+        tiles.append(_tile(link, product_id, price_text, regular_text, availability))
     return _unique(tiles)
 
 
 def ornament_shop_com(selector: Selector, url: str) -> list[Tile]:
     tiles = []
-    for card in selector.css("ul.productGrid article.card"):
-        href = (
-            card.css(".card-title a::attr(href)").get()
-            or card.css(".card-figure a[href]::attr(href)").get()
-        )
-        if not href:
-            continue
+    for card, link in os_shop.product_cards(selector, url):
         product_id = (
             card.attrib.get("data-entity-id")
             or card.css(".quickview::attr(data-product-id)").get()
             or None
         )
-        link = absolute(url, href)
         buttons = card.css(".card-figcaption-button:not(.quickview)")
         availability = normalize.availability_from_text(_text(buttons[:1], "::text"))
         structured = card.attrib.get("data-product-price")  # with data tags on (§2.3)
@@ -138,10 +132,7 @@ def ornament_shop_com(selector: Selector, url: str) -> list[Tile]:
 def hallmark_ornaments_com(selector: Selector, url: str) -> list[Tile]:
     """The grid as the browser built it (§3.3); the shop shows no stock on its grid."""
     tiles = []
-    for cell in selector.css("#productCategoryBlock .product-item"):
-        href = cell.css(".img > a::attr(href)").get() or cell.css(".name a::attr(href)").get()
-        if not href:
-            continue
+    for cell, link in ho_shop.product_cards(selector, url):
         product_id = cell.xpath("ancestor::*[@data-catalogid][1]/@data-catalogid").get()
         if not product_id:
             found = _QV_ID.match(cell.css(".img img::attr(id)").get() or "")
@@ -150,7 +141,7 @@ def hallmark_ornaments_com(selector: Selector, url: str) -> list[Tile]:
         sale = _text(block, ".price1 ::text")
         price_text = sale or (_text(block, "::text") if block else None)
         regular_text = _text(block, ".price2 ::text") if sale else None
-        tiles.append(_tile(absolute(url, href), product_id, price_text, regular_text, None))
+        tiles.append(_tile(link, product_id, price_text, regular_text, None))
     return _unique(tiles)
 
 
