@@ -72,11 +72,12 @@ class RetryWaits:
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> RetryWaits:
+        """From the project's settings (christmas_spiders.settings), these defaults without."""
         return cls(
-            base=settings.getfloat("RETRY_BACKOFF_BASE", 1.0),
-            maximum=settings.getfloat("RETRY_BACKOFF_MAX", 60.0),
-            retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 900.0),
-            scale=settings.getfloat("RETRY_WAIT_SCALE", 1.0),
+            base=settings.getfloat("RETRY_BACKOFF_BASE", cls.base),
+            maximum=settings.getfloat("RETRY_BACKOFF_MAX", cls.maximum),
+            retry_after_max=settings.getfloat("RETRY_AFTER_MAX", cls.retry_after_max),
+            scale=settings.getfloat("RETRY_WAIT_SCALE", cls.scale),
         )
 
     def wait(self, attempt: int, retry_after: float | None, jitter: float = 1.0) -> float | None:
