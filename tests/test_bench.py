@@ -14,8 +14,10 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
 
 from bench import __main__ as runner
+from bench import api_latency
 from bench.common import Row, rows_table
 from bench.crawl_efficiency import minimum
 from tests.conftest import ADMIN_URL, PROJECT_ROOT
@@ -107,3 +109,43 @@ def test_api_table_is_read_and_judged():
     table = rows_table(list(rows.values()))
     assert table.startswith("| # | figure | ours | baseline | ratio / goal | met? |")
     assert Row("1", "x", "y").verdict == "—"
+
+
+def test_api_bench_catalog_links_ornaments_and_ends_its_history_at_each_product(engine):
+    """Figure 6's generated catalog: ornaments at one to three shops, some no-box offers, and
+    a year of history whose last rows are each product's current price and stock."""
+    api_latency._generate(engine, 600, 6)
+    with engine.connect() as connection:
+        shops = connection.execute(
+            sa.text(
+                "SELECT DISTINCT count(*) FROM products WHERE delisted_at IS NULL "
+                "GROUP BY ornament_id"
+            )
+        ).scalars()
+        assert set(shops) == {1, 2, 3}
+        conditions = connection.execute(sa.text("SELECT DISTINCT condition FROM products"))
+        assert {"boxed", "no_box"} <= set(conditions.scalars())
+        span = connection.execute(
+            sa.text("SELECT max(changed_at) - min(changed_at) FROM product_changes")
+        ).scalar_one()
+        assert span.days >= 365
+        assert not connection.execute(
+            sa.text("SELECT count(*) FROM product_changes WHERE old_value = new_value")
+        ).scalar_one()
+        differing = connection.execute(
+            sa.text(
+                """
+                SELECT count(*) FROM products p
+                 CROSS JOIN LATERAL (
+                     SELECT (array_agg(new_value ORDER BY changed_at DESC)
+                               FILTER (WHERE field = 'price'))[1] AS price,
+                            (array_agg(new_value ORDER BY changed_at DESC)
+                               FILTER (WHERE field = 'availability'))[1] AS availability
+                       FROM product_changes c WHERE c.product_id = p.id) AS last
+                 WHERE p.delisted_at IS NULL
+                   AND (last.price IS DISTINCT FROM p.price::text
+                        OR last.availability IS DISTINCT FROM p.availability)
+                """
+            )
+        ).scalar_one()
+        assert differing == 0
