@@ -8,6 +8,8 @@
     -a run_id=<crawl_runs.id>                         join that crawl run
     -a mode=full | mode=quick                         every product page (default), or the
                                                       listings first (christmas_spiders.quick)
+    -a refresh=spread | refresh=overdue               mode=quick: which pages it re-reads
+                                                      (default: from the schedule; quick.rules)
 
 A bad argument raises ``ArgumentError`` with one sentence; ``scrapy crawl`` reports it as a usage
 error and exits non-zero before the crawl starts.
@@ -23,8 +25,9 @@ from urllib.parse import urlsplit
 
 FIRST_YEAR = 1973
 _YEAR = re.compile(r"^\d{4}$")
-_KNOWN = ("year", "url", "product_id", "base_url", "run_id", "mode")
+_KNOWN = ("year", "url", "product_id", "base_url", "run_id", "mode", "refresh")
 MODES = ("full", "quick")  # full: every product page; quick: listings first (issue #16)
+REFRESH_RULES = ("spread", "overdue")  # a quick sync's refresh rule (quick.rules)
 
 
 class ArgumentError(ValueError):
@@ -39,6 +42,7 @@ class CrawlTarget:
     url: str | None = None
     product_id: int | None = None
     sync: str = "full"  # full or quick (MODES): how the listed products are synced
+    refresh: str | None = None  # quick: REFRESH_RULES, or None (the schedule decides)
 
     @property
     def mode(self) -> str:
@@ -98,19 +102,32 @@ def parse_mode(value: Any) -> str:
     return text
 
 
+def parse_refresh(value: Any, sync: str) -> str | None:
+    """'spread', 'overdue' or None (not given), for mode=quick only."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip().lower()
+    if text not in REFRESH_RULES:
+        raise ArgumentError(f"refresh must be spread or overdue, not {value!r}.")
+    if sync != "quick":
+        raise ArgumentError("refresh chooses which pages a quick sync re-reads; add mode=quick.")
+    return text
+
+
 def parse_target(arguments: dict[str, Any], origins: tuple[str, ...]) -> CrawlTarget:
-    """Validate year / url / product_id (at most one of them) and mode."""
+    """Validate year / url / product_id (at most one of them), mode and refresh."""
     chosen = [name for name in ("year", "url", "product_id") if arguments.get(name)]
     if len(chosen) > 1:
         raise ArgumentError(f"give at most one of year, url and product_id, not {chosen}.")
     sync = parse_mode(arguments.get("mode"))
+    refresh = parse_refresh(arguments.get("refresh"), sync)
     if sync == "quick" and {"url", "product_id"} & set(chosen):
         raise ArgumentError(
             f"mode=quick reads year listings; it cannot sync one product ({chosen[0]}), "
             "which is always read from its page."
         )
     if "year" in chosen:
-        return CrawlTarget(years=parse_years(arguments["year"]), sync=sync)
+        return CrawlTarget(years=parse_years(arguments["year"]), sync=sync, refresh=refresh)
     if "url" in chosen:
         url = str(arguments["url"]).strip()
         if urlsplit(url).scheme not in ("http", "https"):
@@ -126,7 +143,7 @@ def parse_target(arguments: dict[str, Any], origins: tuple[str, ...]) -> CrawlTa
         if not text.isdigit():
             raise ArgumentError(f"product_id must be a products.id number, not {text!r}.")
         return CrawlTarget(product_id=int(text))
-    return CrawlTarget(sync=sync)
+    return CrawlTarget(sync=sync, refresh=refresh)
 
 
 def parse_run_id(value: Any) -> int | None:

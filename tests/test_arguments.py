@@ -45,6 +45,9 @@ def test_target_modes() -> None:
     url = "http://127.0.0.1:8001/1998-mulan/"
     assert arguments.parse_target({"url": url}, SHOP) == CrawlTarget(url=url)
     assert arguments.parse_target({"product_id": "42"}, SHOP) == CrawlTarget(product_id=42)
+    quick = arguments.parse_target({"mode": "quick", "refresh": "Spread"}, SHOP)
+    assert (quick.sync, quick.refresh) == ("quick", "spread")
+    assert arguments.parse_target({"mode": "quick"}, SHOP).refresh is None  # the schedule's
 
 
 @pytest.mark.parametrize(
@@ -54,6 +57,8 @@ def test_target_modes() -> None:
         ({"url": "https://www.hookedonhallmark.com/x_p_1.html"}, "is not on this shop"),
         ({"url": "ftp://127.0.0.1:8001/x"}, "must be an http"),
         ({"product_id": "abc"}, "must be a products.id number"),
+        ({"mode": "quick", "refresh": "daily"}, "refresh must be spread or overdue"),
+        ({"refresh": "spread"}, "add mode=quick"),
     ],
 )
 def test_bad_targets(given: dict[str, str], message: str) -> None:

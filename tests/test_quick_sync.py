@@ -27,11 +27,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from christmas_spiders.storage.products import ITEM_COLUMNS
-from christmas_spiders.storage.schema import crawl_runs, product_changes, products
+from christmas_spiders.storage.schema import product_changes, products
 
 from .conftest import ADMIN_URL
 from .crawl import scrapy_crawl
 from .replica.client import Replica
+from .test_spiders import last_run, stored
 
 HOOH, OS, HO = "hookedonhallmark_com", "ornament_shop_com", "hallmark_ornaments_com"
 FAST = {"AUTOTHROTTLE_ENABLED": "0", "RETRY_BACKOFF_BASE": "0.05", "RETRY_BACKOFF_MAX": "1"}
@@ -76,18 +77,6 @@ def _crawl(vendor: str, replica: Replica, url: str, data: Path, **arguments: str
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout + result.stderr
-
-
-def _rows(engine: Engine, vendor: str) -> dict[str, dict[str, Any]]:
-    with engine.connect() as connection:
-        found = connection.execute(sa.select(products).where(products.c.vendor == vendor))
-        return {row.vendor_product_id: dict(row._mapping) for row in found}
-
-
-def _last_run(engine: Engine) -> dict[str, Any]:
-    with engine.connect() as connection:
-        run = connection.execute(sa.select(crawl_runs).order_by(crawl_runs.c.id.desc())).first()
-    return dict(run._mapping)
 
 
 def _changes(engine: Engine, run_id: int) -> Counter[tuple[Any, ...]]:
@@ -179,11 +168,11 @@ def scenario(
                 .where(products.c.vendor_product_id == picked["due"]["vendor_product_id"])
                 .values(page_read_at=sa.func.now() - timedelta(days=8))
             )
-        before = _rows(quick, vendor)
+        before = stored(quick, vendor)
         served = len(replica.requests(vendor, "product"))
         output = _crawl(vendor, replica, urls[0], data, mode="quick")
         product_pages = replica.requests(vendor, "product")[served:]
-        quick_run = _last_run(quick)
+        quick_run = last_run(quick)
         # Every product of the replica is on a year listing; the removed one no longer is.
         never_stored = {
             _path(record["url"])
@@ -197,10 +186,10 @@ def scenario(
             picked=picked,
             never_stored=never_stored,
             before=before,
-            after=_rows(quick, vendor),
-            full=_rows(full, vendor),
+            after=stored(quick, vendor),
+            full=stored(full, vendor),
             quick_changes=_changes(quick, quick_run["id"]),
-            full_changes=_changes(full, _last_run(full)["id"]),
+            full_changes=_changes(full, last_run(full)["id"]),
             quick_run=quick_run,
             product_pages=product_pages,
             output=output,
@@ -299,7 +288,9 @@ def test_the_run_records_its_mode_and_why_pages_were_read(scenario: Scenario) ->
     stats = run["stats"]
     changed = 3 if scenario.vendor == HO else 4
     assert stats["quick/fetch/changed"] == changed
-    assert stats["quick/fetch/stale"] == 1
+    # The default schedule fully syncs every year weekly: only the overdue page is re-read.
+    assert (stats["quick/refresh/rule"], stats["quick/fetch/stale"]) == ("overdue", 1)
+    assert "refresh   overdue rule" in scenario.output
     assert stats["quick/fetch/new"] == 1 + len(scenario.never_stored)
     assert "seen on listings" in scenario.output
     assert f"pages fetched: {len(scenario.product_pages)} (new " in scenario.output

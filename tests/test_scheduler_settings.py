@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,8 @@ from christmas_spiders.config.schedule import (
 from christmas_spiders.scheduling import triggers
 from christmas_spiders.vendors import VENDORS
 
+OS = "ornament_shop_com"
+
 
 def load(schedule: object) -> Schedule:
     return config.load({"ENV": "", "CHRISTMAS_SCHEDULE": json.dumps(schedule)}).schedule
@@ -42,6 +45,24 @@ def test_the_defaults_are_an_hourly_quick_sync_a_weekly_sync_year_list_and_a_sta
     )
     assert schedule.years.cron == "0 5 * * sun"
     assert schedule.stale.cron == "0 */6 * * *"
+    # ornament-shop.com's 12-card listing pages: its quick syncs every 6 hours.
+    assert schedule.quick_for(OS) == replace(schedule.quick, interval=6 * HOUR)
+    assert schedule.quick_for("hookedonhallmark_com") == schedule.quick
+
+
+def test_a_shop_gets_its_own_quick_sync_changes_and_a_shop_named_replaces_its_default() -> None:
+    schedule = load(
+        {
+            "quick": {"budget": "30m"},
+            "quick_by_vendor": {"hallmark_ornaments_com": {"cron": "15 */2 * * *"}},
+        }
+    )
+    assert schedule.quick_for("hallmark_ornaments_com") == JobKind(
+        cron="15 */2 * * *", spread=HOUR, budget=30 * MINUTE, misfire_grace=30 * MINUTE
+    )
+    assert schedule.quick_for(OS).interval == 6 * HOUR  # its default entry stays
+    assert schedule.quick_for(OS).budget == 30 * MINUTE
+    assert load({"quick_by_vendor": {OS: {}}}).quick_for(OS) == Schedule().quick
 
 
 def test_keys_left_out_keep_their_defaults_within_a_kind_too() -> None:
@@ -79,6 +100,11 @@ def test_keys_left_out_keep_their_defaults_within_a_kind_too() -> None:
         ({"max_crawls": 0}, "schedule.max_crawls must be between 1 and 50"),
         ({"crawl_settings": {"lower": 1}}, "schedule.crawl_settings has 'lower', which is not"),
         ({"hourly": True}, "schedule has unknown key 'hourly'"),
+        ({"quick_by_vendor": {"ebay_com": {}}}, "schedule.quick_by_vendor has unknown vendor"),
+        (
+            {"quick_by_vendor": {"ornament_shop_com": {"interval": "0s"}}},
+            "schedule.quick_by_vendor.ornament_shop_com.interval must be between 1s and",
+        ),
         ([], "schedule must be an object"),
     ],
 )

@@ -5,12 +5,13 @@ tests/test_quick_sync.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from parsel import Selector
 
-from christmas_spiders.config.schedule import HOUR, JobKind, runs_per_day
+from christmas_spiders.config.schedule import DAY, HOUR, JobKind, Schedule, runs_per_day
 from christmas_spiders.parsers import tiles
 from christmas_spiders.parsers.tiles import Tile
 from christmas_spiders.quick import rules
@@ -241,10 +242,40 @@ def test_refresh_takes_every_overdue_page_of_the_listed_products() -> None:
     # The delisted product is not counted; its tile coming back makes it new (read anyway).
 
 
+def test_with_full_syncs_scheduled_only_overdue_pages_are_refreshed_up_to_the_quota() -> None:
+    catalog = [stored(n, read_days_ago=n / 200) for n in range(1, 1001)]  # up to 5 days
+    plan = rules.plan_refresh(catalog, NOW, 7, 24, rules.OVERDUE)
+    assert (plan.quota, plan.overdue, plan.taken) == (6, 0, 0)  # the full syncs re-read them
+    assert not any(plan.is_due(s) for s in catalog)
+    overdue = [stored(n, read_days_ago=8 + n) for n in range(1001, 1011)]  # a failed full sync
+    plan = rules.plan_refresh(catalog + overdue, NOW, 7, 24, rules.OVERDUE)
+    assert (plan.quota, plan.overdue, plan.taken) == (7, 10, 7)  # ⌈1010 / (7 × 24)⌉, oldest
+    assert [s.id for s in overdue if plan.is_due(s)] == list(range(1004, 1011))
+    assert rules.Refresh.from_json(plan.as_json()) == plan
+    older = {key: value for key, value in plan.as_json().items() if key != "rule"}
+    assert rules.Refresh.from_json(older).rule == rules.SPREAD  # recorded before the rules
+
+
+def test_the_refresh_rule_counts_the_full_syncs_of_the_schedule() -> None:
+    vendor, weekly = "hookedonhallmark_com", Schedule()  # weekly full syncs of every shop
+    assert rules.refresh_rule(weekly, vendor, 7) == rules.OVERDUE
+    assert rules.refresh_rule(weekly, vendor, 3) == rules.SPREAD  # a week is longer than 3 days
+    assert rules.refresh_rule(replace(weekly, vendors=()), vendor, 7) == rules.SPREAD
+    monthly = replace(weekly, sync=JobKind(cron="0 0 1 * *"))
+    assert rules.refresh_rule(monthly, vendor, 7) == rules.SPREAD
+    daily = replace(weekly, sync=JobKind(interval=DAY))
+    assert rules.refresh_rule(daily, vendor, 1) == rules.OVERDUE
+    # 7 days and 1 hour apart once a year (daylight saving time ends): still weekly.
+    assert rules.refresh_rule(replace(weekly, timezone="America/New_York"), vendor, 7) == (
+        rules.OVERDUE
+    )
+
+
 def test_quick_syncs_a_day_come_from_the_schedule() -> None:
     assert runs_per_day(JobKind(interval=HOUR)) == 24
     assert runs_per_day(JobKind(cron="*/30 6-17 * * *")) == 24
     assert runs_per_day(JobKind(cron="0 3 * * sun")) == 1 / 7
+    assert runs_per_day(Schedule().quick_for("ornament_shop_com")) == 4  # its 12-card pages
 
 
 def test_the_page_wins_where_it_disagrees_with_its_tile() -> None:

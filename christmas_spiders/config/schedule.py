@@ -9,6 +9,7 @@ not the other way round. Every problem is one sentence naming the key, e.g.
       "timezone": "America/New_York",
       "vendors": ["ornament_shop_com", "hookedonhallmark_com"],
       "quick": {"interval": "1h", "spread": "1h", "budget": "45m"},
+      "quick_by_vendor": {"ornament_shop_com": {"interval": "6h"}},
       "sync":  {"cron": "0 1 * * sun", "spread": "7d", "budget": "3h", "misfire_grace": "6h"},
       "years": {"cron": "0 5 * * sun"},
       "stale": {"interval": "6h", "budget": "10m"},
@@ -19,13 +20,16 @@ not the other way round. Every problem is one sentence naming the key, e.g.
 Durations are seconds, or a string such as ``"90s"``, ``"15m"``, ``"6h"``, ``"1d"``, ``"1w"``,
 ``"1h30m"``. A job kind has exactly one of ``cron`` (five crontab fields, evaluated in
 ``timezone``) and ``interval``. Keys left out keep their defaults (within a job kind too).
+``quick_by_vendor`` changes the ``quick`` kind for some shops (``Schedule.quick_for``); a shop's
+entry replaces its default one, and ``{}`` gives the shop ``quick`` as it is.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -71,6 +75,12 @@ class Schedule:
     quick: JobKind = JobKind(
         interval=HOUR, spread=HOUR, budget=45 * MINUTE, misfire_grace=30 * MINUTE
     )
+    # Changes to `quick` for some shops, as (vendor, ((key, value), …)): ornament-shop.com's
+    # listing pages hold 12 products, so reading them hourly costs more than a daily full sync;
+    # every 6 hours there (docs/scheduler.md, bench figure 10).
+    quick_by_vendor: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = (
+        ("ornament_shop_com", (("cron", None), ("interval", 6 * HOUR))),
+    )
     # One job per vendor × listed year: `scrapy crawl <vendor> -a year=<year>`, weekly.
     sync: JobKind = JobKind(
         cron="0 0 * * sun", spread=WEEK, budget=3 * HOUR, misfire_grace=6 * HOUR
@@ -85,6 +95,10 @@ class Schedule:
     stop_grace: float = 20.0  # on SIGTERM or a budget: how long a crawl may take to stop
     control_poll: float = 5.0  # the job store is re-read at least this often
     crawl_settings: tuple[tuple[str, str], ...] = ()  # `-s NAME=VALUE` for every crawl
+
+    def quick_for(self, vendor: str) -> JobKind:
+        """The quick syncs of one shop: `quick`, with the shop's `quick_by_vendor` changes."""
+        return replace(self.quick, **dict(dict(self.quick_by_vendor).get(vendor, ())))
 
 
 def format_duration(seconds: float) -> str:
@@ -222,6 +236,31 @@ class _JobKind(Strict):
         return data
 
 
+class _KindByVendor(OwnSentences, fields.Field):
+    """{vendor: changes to a job kind} as (vendor, ((key, value), …)) pairs."""
+
+    default_error_messages: ClassVar[dict[str, str]] = {
+        "invalid": 'must be an object of vendor ids, e.g. {{"ornament_shop_com": '
+        '{{"interval": "6h"}}}}.'
+    }
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple:
+        if not isinstance(value, dict):
+            raise self.make_error("invalid")
+        result = []
+        for vendor, kind in value.items():
+            if vendor not in VENDORS:
+                raise ValidationError(
+                    f"has unknown vendor {vendor!r}; known: {', '.join(VENDORS)}."
+                )
+            try:
+                changes = Object(_JobKind).deserialize(kind)
+            except ValidationError as error:
+                raise ValidationError({vendor: error.messages}) from None
+            result.append((vendor, tuple(sorted(changes.items()))))
+        return tuple(result)
+
+
 _WHOLE = {"invalid": "must be a whole number, not {input!r}."}
 
 
@@ -234,6 +273,7 @@ class _Schedule(Strict):
         allow_empty=True,
     )
     quick = Object(_JobKind)
+    quick_by_vendor = _KindByVendor()
     sync = Object(_JobKind)
     years = Object(_JobKind, exclude=("budget",))
     stale = Object(_JobKind)
@@ -250,6 +290,10 @@ class _Schedule(Strict):
         for kind in ("quick", "sync", "years", "stale"):
             if kind in data:
                 data[kind] = replace(getattr(default, kind), **data[kind])
+        if "quick_by_vendor" in data:  # a shop given replaces its default entry
+            given = dict(data["quick_by_vendor"])
+            kept = [(v, c) for v, c in default.quick_by_vendor if v not in given]
+            data["quick_by_vendor"] = (*kept, *given.items())
         return replace(default, **data)
 
 
@@ -267,6 +311,29 @@ def runs_per_day(kind: JobKind, timezone: str = "UTC") -> float:
         if moment is None or moment >= start + timedelta(days=7):
             return fires / 7
         fires, previous, moment = fires + 1, moment, moment + timedelta(seconds=1)
+
+
+def longest_gap(kind: JobKind, timezone: str = "UTC") -> float:
+    """The longest time between two runs of a job of this kind, in seconds: the interval, or
+    the longest gap between a cron expression's fire times over a year (DST included)."""
+    if kind.interval:
+        return kind.interval
+    assert kind.cron, "a job kind has a cron expression or an interval"
+    trigger = CronTrigger.from_crontab(kind.cron, timezone=ZoneInfo(timezone))
+    start = datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone))  # a fixed year: same answer always
+    end, longest, previous = start + timedelta(days=366), 0.0, None
+    moment = trigger.get_next_fire_time(None, start)
+    # Fire by fire, up to a year or 10,000 fires (a job firing that often has no long gaps).
+    for _ in range(10_000):
+        if moment is None:
+            return math.inf
+        if previous is not None:  # in UTC: the same zone's datetimes subtract as wall clocks
+            longest = max(longest, (moment.astimezone(UTC) - previous).total_seconds())
+        if moment >= end:
+            break
+        previous = moment.astimezone(UTC)
+        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return longest
 
 
 def schedule_field() -> Object:

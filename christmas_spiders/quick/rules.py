@@ -11,26 +11,35 @@ the link's path). The page is read when
 
 Otherwise the product is ``unchanged``: marked synced without a request.
 
-``Refresh``: each quick sync re-reads the oldest pages of the products its listings cover,
-``quota`` = ⌈listed / (refresh_days × syncs_per_day)⌉ of them, and every page older than
-``refresh_days`` besides, so a field no tile shows is never older than ``refresh_days`` when
-quick syncs run as scheduled, and the re-reading is spread evenly over the syncs.
+``Refresh``, by one of two rules (``refresh_rule``):
+
+* ``overdue`` — the schedule fully syncs the shop at least every ``refresh_days``, and a full
+  sync reads every page: a quick sync re-reads only the pages older than ``refresh_days`` (those
+  no full sync reached, e.g. a failed one), the oldest first, at most ``quota`` of them;
+* ``spread`` — no such full sync (or ``-a refresh=spread``): each quick sync re-reads the oldest
+  pages of the products its listings cover, ``quota`` = ⌈listed / (refresh_days ×
+  syncs_per_day)⌉ of them, and every page older than ``refresh_days`` besides, so a field no
+  tile shows is never older than ``refresh_days`` when quick syncs run as scheduled, and the
+  re-reading is spread evenly over the syncs.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from christmas_spiders.config.schedule import DAY, HOUR, Schedule, longest_gap
 from christmas_spiders.parsers.tiles import Tile
 
 NEW, CHANGED, STALE, UNREADABLE, UNCHANGED = "new", "changed", "stale", "unreadable", "unchanged"
 FETCH_REASONS = (NEW, CHANGED, STALE, UNREADABLE)
 COMPARED = ("price", "regular_price", "availability")  # what a tile can show
+SPREAD, OVERDUE = "spread", "overdue"
+REFRESH_RULES = (SPREAD, OVERDUE)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,14 @@ class Refresh:
     last_id: int | None = None
     refresh_days: float = 7.0
     syncs_per_day: float = 24.0
+    rule: str = SPREAD
+
+    @property
+    def taken(self) -> int:
+        """How many pages the plan re-reads."""
+        if self.rule == OVERDUE:
+            return min(self.quota, self.overdue)
+        return min(self.listed, max(self.quota, self.overdue))
 
     def is_due(self, stored: Stored) -> bool:
         if self.before is None or self.last_id is None:
@@ -75,6 +92,7 @@ class Refresh:
             "last_id": self.last_id,
             "refresh_days": self.refresh_days,
             "syncs_per_day": self.syncs_per_day,
+            "rule": self.rule,
         }
 
     @classmethod
@@ -88,6 +106,7 @@ class Refresh:
             last_id=data.get("last_id"),
             refresh_days=float(data["refresh_days"]),
             syncs_per_day=float(data["syncs_per_day"]),
+            rule=data.get("rule", SPREAD),  # plans recorded before the rule was
         )
 
 
@@ -98,16 +117,33 @@ def refresh_quota(listed: int, refresh_days: float, syncs_per_day: float) -> int
     return math.ceil(listed / max(refresh_days * syncs_per_day, 1.0))
 
 
+def refresh_rule(schedule: Schedule, vendor: str, refresh_days: float) -> str:
+    """OVERDUE when the schedule fully syncs every year of `vendor` at least every
+    `refresh_days` (an hour's slack: a weekly cron runs 7 days and 1 h apart when daylight saving
+    time ends), else SPREAD."""
+    if vendor not in schedule.vendors:
+        return SPREAD
+    covered = longest_gap(schedule.sync, schedule.timezone) <= refresh_days * DAY + HOUR
+    return OVERDUE if covered else SPREAD
+
+
 def plan_refresh(
-    stored: Iterable[Stored], now: datetime, refresh_days: float, syncs_per_day: float
+    stored: Iterable[Stored],
+    now: datetime,
+    refresh_days: float,
+    syncs_per_day: float,
+    rule: str = SPREAD,
 ) -> Refresh:
-    """The oldest pages of the listed products: the quota, or every overdue one if more."""
+    """The oldest pages of the listed products: SPREAD, the quota or every overdue one if more;
+    OVERDUE, the overdue ones up to the quota."""
     listed = sorted((s.page_read_at, s.id) for s in stored if not s.delisted)
     quota = refresh_quota(len(listed), refresh_days, syncs_per_day)
     overdue = sum(1 for read_at, _ in listed if read_at < now - timedelta(days=refresh_days))
-    take = min(len(listed), max(quota, overdue))
-    before, last_id = listed[take - 1] if take else (None, None)
-    return Refresh(len(listed), quota, overdue, before, last_id, refresh_days, syncs_per_day)
+    plan = Refresh(len(listed), quota, overdue, None, None, refresh_days, syncs_per_day, rule)
+    if not plan.taken:
+        return plan
+    before, last_id = listed[plan.taken - 1]
+    return replace(plan, before=before, last_id=last_id)
 
 
 def _pre_sale(price: Decimal | None, regular: Decimal | None) -> Decimal | None:

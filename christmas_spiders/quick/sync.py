@@ -136,11 +136,13 @@ class QuickSync:
         for key, value in plan.as_json().items():
             self.stats.set_value(f"{REFRESH_STAT}/{key}", value)
         logger.info(
-            "quick sync of %s: %d stored products; re-reading %d pages read at or before %s "
-            "(quota %d = %d listed / (%g days x %g syncs a day), %d older than %g days)",
+            "quick sync of %s: %d stored products; refresh rule %s: re-reading %d pages read at "
+            "or before %s (quota %d = %d listed / (%g days x %g syncs a day), %d older than %g "
+            "days)",
             self.spider.name,
             len(self.catalog.products),
-            max(plan.quota, plan.overdue) if plan.listed else 0,
+            plan.rule,
+            plan.taken,
             plan.before.isoformat(timespec="seconds") if plan.before else "never",
             plan.quota,
             plan.listed,
@@ -153,9 +155,12 @@ class QuickSync:
     def _read(self) -> None:
         years = self.spider.target.years
         run_id = getattr(self.spider, "crawl_run_id", None)
-        schedule = self.config.schedule
+        schedule, days = self.config.schedule, self.config.quick_refresh_days
+        vendor = self.spider.name
+        # -a refresh=spread|overdue, else what the schedule's full syncs of the shop allow.
+        rule = self.spider.target.refresh or rules.refresh_rule(schedule, vendor, days)
         with get_engine(self.config).begin() as connection:
-            rows = freshness.stored_products(connection, self.spider.name, years)
+            rows = freshness.stored_products(connection, vendor, years)
             catalog = Catalog(_stored(row) for row in rows)
             now = runs.started_at(connection, run_id) if run_id else datetime.now(UTC)
 
@@ -163,8 +168,9 @@ class QuickSync:
                 return rules.plan_refresh(
                     catalog.products,
                     now,
-                    self.config.quick_refresh_days,
-                    runs_per_day(schedule.quick, schedule.timezone),
+                    days,
+                    runs_per_day(schedule.quick_for(vendor), schedule.timezone),
+                    rule,
                 ).as_json()
 
             recorded = freshness.refresh_plan(connection, run_id, plan) if run_id else plan()
@@ -276,12 +282,22 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
         + f"); page wins over tile: {stats.get('quick/page_wins', 0)}; "
         f"{per_product} requests per product"
     ]
-    listed = stats.get(f"{REFRESH_STAT}/listed")
-    if listed is not None:
+    prefix = f"{REFRESH_STAT}/"
+    plan = {
+        key.removeprefix(prefix): value for key, value in stats.items() if key.startswith(prefix)
+    }
+    if "listed" not in plan:
+        return lines
+    days, quota, overdue = plan.get("refresh_days"), plan.get("quota", 0), plan.get("overdue", 0)
+    if plan.get("rule") == rules.OVERDUE:
         lines.append(
-            f"refresh   the {stats.get(f'{REFRESH_STAT}/quota', 0)} oldest pages of {listed} "
-            f"(every page within {stats.get(f'{REFRESH_STAT}/refresh_days')} days at "
-            f"{stats.get(f'{REFRESH_STAT}/syncs_per_day')} quick syncs a day), and every page "
-            f"older ({stats.get(f'{REFRESH_STAT}/overdue', 0)})"
+            f"refresh   overdue rule (full syncs re-read every page): the {overdue} of "
+            f"{plan['listed']} pages older than {days} days, at most {quota} a sync"
+        )
+    else:
+        lines.append(
+            f"refresh   spread rule: the {quota} oldest pages of {plan['listed']} (every page "
+            f"within {days} days at {plan.get('syncs_per_day')} quick syncs a day), and every "
+            f"page older ({overdue})"
         )
     return lines

@@ -186,7 +186,7 @@ def vendor_specs(schedule: Schedule, vendor: str, listed: Iterable[int]) -> list
     for job_id, label, func, kind, executor in (
         (years_id, "year list of", refresh_years, schedule.years, INDEX_EXECUTOR),
         (stale_id, "stale products of", resync_stale, schedule.stale, CRAWL_EXECUTOR),
-        (quick_id, "quick sync of", quick_sync, schedule.quick, CRAWL_EXECUTOR),
+        (quick_id, "quick sync of", quick_sync, schedule.quick_for(vendor), CRAWL_EXECUTOR),
     ):
         specs.append(
             JobSpec(

@@ -81,7 +81,7 @@ class Runtime:
 
     def quick_sync(self, vendor: str) -> None:
         with self.job():
-            budget = self.config.schedule.quick.budget
+            budget = self.config.schedule.quick_for(vendor).budget
             assert budget is not None
             arguments = {"mode": "quick"}
             self.runner.run(Crawl(jobs.quick_id(vendor), vendor, arguments, budget))

@@ -7,7 +7,8 @@ own within the kind's ``spread`` window, so the shops are not hit all at once:
   of one shop land evenly over the window whatever their number, and a new year never moves the
   others (so adding one reschedules nothing else);
 * the per-vendor jobs (year lists, stale products, quick syncs) sit at 0, ⅓ and ⅔ of the
-  window: hourly quick syncs over an hour of spread, at :00, :20 and :40.
+  window: quick syncs over an hour of spread at :00, :20 and :40 (hourly, ornament-shop.com's
+  every 6 hours).
 
 Offsets and triggers depend on the configuration only, never on the time of the start, so the
 same configuration builds the same triggers and a restart finds every job unchanged.

@@ -120,7 +120,7 @@ class VendorSpider(scrapy.Spider):
         if unknown:
             raise arguments.ArgumentError(
                 f"unknown argument(s) {', '.join(unknown)}; "
-                "use year, url, product_id, base_url, run_id or mode."
+                "use year, url, product_id, base_url, run_id, mode or refresh."
             )
         super().__init__()
         self.raw_arguments = {
@@ -139,7 +139,7 @@ class VendorSpider(scrapy.Spider):
         if unknown:
             raise arguments.ArgumentError(
                 f"unknown argument(s) {', '.join(unknown)}; "
-                "use year, url, product_id, base_url, run_id or mode."
+                "use year, url, product_id, base_url, run_id, mode or refresh."
             )
         if run_id is not None and config.redis_url:
             of_run = run_arguments(config, cls.name, run_id)
