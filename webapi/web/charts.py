@@ -6,7 +6,8 @@ the line runs flat and steps at each change), solid while the shop had it in sto
 while it was out of stock or delisted, a break where the shop showed no price, one marker per
 price point, and under the plot one lane per shop with a band for each stock-out. Axes carry
 nice ticks: prices in steps of 1, 2, 2.5 or 5 × 10ⁿ, dates (UTC) in whole hours, days, weeks,
-months or years.
+months or years (`nice_scale`, `time_ticks` and `legend` serve the index charts too,
+`index_charts`).
 
 Each chart comes in two layouts, and the style sheet shows the one that fits the screen: `WIDE`
 (800 units across) for desktops, `NARROW` (380, fewer date ticks, the legend's long labels on
@@ -143,11 +144,13 @@ class Tick:
 
 
 @dataclass(frozen=True)
-class Chart:
+class Frame:
+    """What every chart has (the template's `axes` draws it): its SVG's id, title and
+    description, its size, the plot's edges, the ticks and labels of its axes, its legend."""
+
     id: str
     title: str
     description: str
-    currency: str
     width: int
     height: int
     left: float
@@ -159,6 +162,11 @@ class Chart:
     x_label: str
     y_label: str
     legend: list[LegendEntry]
+
+
+@dataclass(frozen=True)
+class Chart(Frame):
+    currency: str
     series: list[DrawnSeries]
     start: datetime
     end: datetime
@@ -198,7 +206,7 @@ def _chart(
     if end - start < _MIN_SPAN:
         start = end - _MIN_SPAN
     prices = [point.price for one in series for point in one.prices if point.price is not None]
-    low, high, step = _price_scale(min(prices, default=None), max(prices, default=None))
+    low, high, step = nice_scale(min(prices, default=None), max(prices, default=None))
     left, right = layout.margin_left, layout.width - layout.margin_right
     legend, legend_bottom = _legend(series, layout.legend_left, layout.width - layout.legend_left)
     top = legend_bottom + layout.margin_top
@@ -232,7 +240,7 @@ def _chart(
         top=top,
         bottom=bottom,
         x_ticks=[
-            Tick(x_of(moment), label) for moment, label in _x_ticks(start, end, layout.x_ticks)
+            Tick(x_of(moment), label) for moment, label in time_ticks(start, end, layout.x_ticks)
         ],
         y_ticks=y_ticks,
         x_label="Date (UTC)",
@@ -297,12 +305,20 @@ def _draw(one: Series, end: datetime, x_of, y_of, bottom: float, lane_y: float) 
 
 
 def _legend(series: Sequence[Series], left: float, right: float) -> tuple[list[LegendEntry], float]:
-    """Entries left to right, wrapping onto a new row where the next one would not fit; a
-    label too long for a row of its own is put on several lines. Also the legend's bottom."""
+    """The price chart's legend: a shop and condition an entry, then "out of stock"."""
     entries: list[tuple[str, int | None, str | None, bool]] = [
         (one.label, one.style, MARKERS[one.style % len(MARKERS)], one.hollow) for one in series
     ]
     entries.append(("out of stock", None, None, False))
+    return legend(entries, left, right)
+
+
+def legend(
+    entries: Sequence[tuple[str, int | None, str | None, bool]], left: float, right: float
+) -> tuple[list[LegendEntry], float]:
+    """Entries (label, style, marker, hollow) left to right from the chart's top, wrapping onto
+    a new row where the next one would not fit; a label too long for a row of its own is put on
+    several lines. Also the legend's bottom."""
     fits = max(int((right - left - _SAMPLE) // _CHAR_WIDTH), 1)  # characters on a line
     laid: list[LegendEntry] = []
     x, y, row_lines = left, LEGEND_ROW / 2, 1
@@ -341,7 +357,7 @@ def _stock_outs(one: Series, end: datetime) -> list[tuple[datetime, datetime]]:
     return outs
 
 
-def _price_scale(low: Decimal | None, high: Decimal | None) -> tuple[Decimal, Decimal, Decimal]:
+def nice_scale(low: Decimal | None, high: Decimal | None) -> tuple[Decimal, Decimal, Decimal]:
     """A price axis from a multiple of a nice step below the lowest price to one above the
     highest, with about _Y_TICKS ticks."""
     if low is None or high is None:
@@ -362,10 +378,14 @@ def _price_scale(low: Decimal | None, high: Decimal | None) -> tuple[Decimal, De
     return bottom, top, step
 
 
-def _x_ticks(start: datetime, end: datetime, most: int) -> list[tuple[datetime, str]]:
-    """At most `most` ticks, at whole hours, days, weeks, months or years."""
+def time_ticks(
+    start: datetime, end: datetime, most: int, finest: timedelta = timedelta(hours=1)
+) -> list[tuple[datetime, str]]:
+    """At most `most` ticks, at whole hours, days, weeks, months or years, `finest` apart at
+    least (a day for daily figures)."""
     span = (end - start).total_seconds()
-    step = next((s for s in _TIME_STEPS if span / s <= most - 1), None)
+    least = finest.total_seconds()
+    step = next((s for s in _TIME_STEPS if s >= least and span / s <= most - 1), None)
     if step is None:  # decades: whole years, every few of them
         years = math.ceil(span / (365 * _DAY) / (most - 1))
         return _calendar_ticks(start, end, months=12 * years)
