@@ -33,7 +33,7 @@ demo: $(READY)
 demo-up: $(READY)
 	$(PYTHON) -m demo live
 
-# docs/screenshots/: the search, ornament, changes and runs pages at desktop and phone width,
+# docs/screenshots/: the search, ornament, changes, runs and market pages at desktop and phone width,
 # taken by headless Chromium from a demo run in a temporary folder (demo/screenshots.py).
 screenshots: $(READY)
 	$(PYTHON) -m demo screenshots

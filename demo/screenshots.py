@@ -3,7 +3,8 @@
 The demo (`python -m demo`: two syncs of the replica shops a day apart) runs into a temporary
 data folder, on an embedded PostgreSQL of its own; the app then serves that database on a free
 port, and headless Chromium (Debian's, started with the rendering middleware's flags) takes the
-search, ornament, changes and runs pages at desktop (1200 px) and phone (390 px) width:
+search, ornament, changes and runs pages and the market's (price gaps, rarest, year index) at
+desktop (1200 px) and phone (390 px) width:
 `docs/screenshots/<page>-<width>.png`, each the top of its page down to the screen's
 `max_height` (a PNG of a few hundred KB). The ornament is the one the demo names at its end:
 of day 2's price drops, the ornament the most shops sell. README's picture is
@@ -149,7 +150,8 @@ def demo_environment(data_dir: Path) -> dict[str, str]:
 
 
 def pages_of(settings: config.Config) -> dict[str, str]:
-    """The pages to take: search, the demo's example ornament, changes, runs."""
+    """The pages to take: search, the demo's example ornament, changes, runs, and the market's
+    price gaps, rarest ornaments and year index."""
     engine = get_engine(settings)
     try:
         with engine.connect() as connection:
@@ -163,6 +165,9 @@ def pages_of(settings: config.Config) -> dict[str, str]:
         "ornament": f"/ornaments/{ornament}",
         "changes": "/changes",
         "runs": "/runs",
+        "gaps": "/market/gaps",
+        "rare": "/market/rare",
+        "years": "/market/years",
     }
 
 

@@ -18,7 +18,6 @@ here too, of these crawls, into the test's temporary folder.
 from __future__ import annotations
 
 import struct
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,6 @@ import sqlalchemy as sa
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from werkzeug.serving import make_server
 
 from christmas_spiders import config
 from christmas_spiders.storage.schema import crawl_runs, product_changes, products
@@ -167,15 +165,10 @@ def crawled(
 def site(crawled: Crawled) -> Iterator[str]:
     """The app in a real threaded HTTP server on a free port; its base URL."""
     app = create_app(crawled.settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="web-e2e", daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with screenshots.serve(app) as url:
+            yield url
     finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
         app.extensions["christmas_db"].dispose()
 
 
@@ -214,7 +207,7 @@ def wait_for_page(driver: WebDriver, url_part: str) -> None:
 
 def test_every_page_loads_without_console_errors(browser, site, crawled) -> None:
     problems(browser)  # start clean
-    for path in ("/", f"/?year={YEAR}&shop={OS}", f"/sku/{SKU}", "/series", "/changes", "/runs"):
+    for path in ("/", f"/?year={YEAR}&shop={OS}", f"/sku/{SKU}", "/series", *PAGES.values()):
         open_page(browser, site + path)
         assert browser.find_element(By.CSS_SELECTOR, "h1").text
         assert browser.title.endswith("· Keepsake prices")
@@ -307,7 +300,16 @@ def test_search_form_filters_in_the_browser(browser, site, crawled) -> None:
     assert names and all(word.lower() in found_name.lower() for found_name in names)
 
 
-PAGES = {"search": "/", "ornament": f"/sku/{SKU}", "changes": "/changes", "runs": "/runs"}
+PAGES = {
+    "search": "/",
+    "ornament": f"/sku/{SKU}",
+    "changes": "/changes",
+    "runs": "/runs",
+    "gaps": "/market/gaps",
+    "rare": "/market/rare",
+    "years": "/market/years",
+    "year": f"/market/years/{YEAR}",
+}
 _WIDTHS = "return [window.innerWidth, document.documentElement.scrollWidth]"
 _TEXT_HEIGHTS = (
     "return [...arguments[0].querySelectorAll('text')]"
@@ -342,6 +344,19 @@ def test_pages_fit_a_phone_and_the_chart_stays_legible(browser, site) -> None:
             price = browser.find_element(By.CSS_SELECTOR, "table.offers tbody td.price")
             label = browser.execute_script(_LABEL, price)
             assert label == ('"Price"' if layout == "narrow" else "none"), screen.name
+            # The year index: its chart in the same layout, a small chart per year, as legible.
+            open_page(browser, f"{site}/market/years/{YEAR}")
+            (index,) = [
+                svg
+                for svg in browser.find_elements(By.CSS_SELECTOR, "svg.index-chart")
+                if svg.is_displayed()
+            ]
+            assert index.get_attribute("class") == f"price-chart index-chart {layout}"
+            heights = browser.execute_script(_TEXT_HEIGHTS, index)
+            open_page(browser, f"{site}/market/years")
+            small = browser.find_element(By.CSS_SELECTOR, "ul.small-multiples svg.small")
+            heights += browser.execute_script(_TEXT_HEIGHTS, small)
+            assert min(heights) >= 11, (screen.name, sorted(heights)[:5])
     finally:
         screenshots.use_screen(browser, screenshots.DESKTOP)
 
