@@ -26,6 +26,7 @@ import importlib.util
 import itertools
 import os
 import random
+import re
 import signal
 import socket
 import statistics
@@ -35,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,27 +238,29 @@ def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
 
 def _drive(
     port: int, paths: list[str], headers: dict[str, str], seconds: float, clients: int
-) -> tuple[list[float], int, float]:
-    """Latencies (ms), errors and elapsed seconds of `clients` threads over `seconds`."""
-    latencies: list[float] = []
-    errors = [0]
+) -> tuple[list[tuple[str, float]], Counter[int], float]:
+    """Each request's path and latency (ms), the statuses other than 200 (counted) and the
+    elapsed seconds of `clients` threads over `seconds`."""
+    latencies: list[tuple[str, float]] = []
+    errors: Counter[int] = Counter()
     lock = threading.Lock()
     cycle = itertools.cycle(paths)
     stop_at = time.monotonic() + seconds
 
     def client() -> None:
-        mine: list[float] = []
-        failed = 0
+        mine: list[tuple[str, float]] = []
+        failed: Counter[int] = Counter()
         while time.monotonic() < stop_at:
             with lock:
                 path = next(cycle)
             started = time.perf_counter()
             status, _ = _get(port, path, headers)
-            mine.append((time.perf_counter() - started) * 1000)
-            failed += status != 200
+            mine.append((path, (time.perf_counter() - started) * 1000))
+            if status != 200:
+                failed[status] += 1
         with lock:
             latencies.extend(mine)
-            errors[0] += failed
+            errors.update(failed)
 
     started = time.monotonic()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -264,7 +268,7 @@ def _drive(
         thread.start()
     for thread in threads:
         thread.join()
-    return latencies, errors[0], time.monotonic() - started
+    return latencies, errors, time.monotonic() - started
 
 
 def _workload(engine: Engine, products: int) -> dict[str, list[str]]:
@@ -342,6 +346,7 @@ def _market_workload(engine: Engine) -> dict[str, list[str]]:
         ],
         "market gaps, other filters (shop, vendor, min_gap, series, no box)": others,
         "market gaps CSV (every gap)": ["/v1/market/gaps.csv"],
+        "market gaps CSV, year=": [f"/v1/market/gaps.csv?year={year}" for year in years],
         "market gap history (90 days)": [
             f"/v1/market/gaps/{rng.choice(gapped)}/history" for _ in range(500)
         ],
@@ -371,18 +376,20 @@ _CRAWL_CHANGES = (
 MARKET_MODULE = "christmas_spiders.storage.market"
 
 
-def _refresh_market(engine: Engine) -> dict[str, float] | None:
-    """Seconds of `refresh_market` (issue #21's precomputed market tables): the first one over
-    the generated history, then one after a crawl's changes. None: it is not written yet."""
+def _refresh_market(engine: Engine) -> dict[str, tuple[float, str]] | None:
+    """Seconds of `refresh_market` (issue #21's precomputed market tables), with its own account
+    of its steps: the first one over the generated history, then one after a crawl's changes.
+    None: it is not written yet."""
     if importlib.util.find_spec(MARKET_MODULE) is None:
         return None
     refresh_market = importlib.import_module(MARKET_MODULE).refresh_market
 
-    def timed() -> float:
+    def timed() -> tuple[float, str]:
         started = time.perf_counter()
         with engine.begin() as connection:
-            refresh_market(connection)
-        return time.perf_counter() - started
+            done = refresh_market(connection)
+        steps = getattr(done, "steps", {})
+        return time.perf_counter() - started, ", ".join(f"{k} {v:.2f} s" for k, v in steps.items())
 
     first = timed()
     with engine.begin() as connection:
@@ -398,10 +405,18 @@ class Endpoint:
     """One endpoint's measured requests."""
 
     label: str
-    latencies: list[float]
-    errors: int
+    samples: list[tuple[str, float]]  # each request's path and latency (ms)
+    failures: Counter[int]  # statuses other than 200
     elapsed: float
     market: bool
+
+    @property
+    def errors(self) -> int:
+        return sum(self.failures.values())
+
+    @property
+    def latencies(self) -> list[float]:
+        return [ms for _, ms in self.samples]
 
     def percentile(self, share: float) -> float:
         return percentile(self.latencies, share)
@@ -413,6 +428,15 @@ class Endpoint:
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.elapsed
+
+    def slowest_shapes(self, count: int = 5) -> list[tuple[str, float, int]]:
+        """The request shapes (path, numbers as N) of highest median latency: shape, median
+        ms, requests."""
+        shapes: dict[str, list[float]] = {}
+        for path, ms in self.samples:
+            shapes.setdefault(re.sub(r"(?<=[=/])\d+(?=[&/]|$)", "N", path), []).append(ms)
+        found = [(shape, statistics.median(v), len(v)) for shape, v in shapes.items()]
+        return sorted(found, key=lambda item: -item[1])[:count]
 
     def cells(self) -> str:
         return (
@@ -434,7 +458,7 @@ class Result:
 
     summary: str
     endpoints: list[Endpoint]
-    refresh: dict[str, float] | None
+    refresh: dict[str, tuple[float, str]] | None  # seconds and steps of each refresh
     skipped: dict[str, str] = field(default_factory=dict)  # endpoint: why not measured
 
     def table(self, market: bool) -> list[str]:
@@ -443,11 +467,28 @@ class Result:
     def lines(self) -> list[str]:
         lines = [self.summary, "", *self.table(market=False), "", "Market view (issue #21):", ""]
         lines += self.table(market=True)
+        lines += ["", "Slowest request shapes of the market endpoints (median ms, requests):", ""]
+        lines += [
+            f"* {e.label}: "
+            + "; ".join(f"`{shape}` {ms:.1f} ({n})" for shape, ms, n in e.slowest_shapes())
+            for e in self.endpoints
+            if e.market and len(e.slowest_shapes(2)) > 1
+        ]
+        lines.append("")
+        lines += [
+            f"* {e.label}: answered "
+            + ", ".join(f"{n:,} × {status}" for status, n in sorted(e.failures.items()))
+            for e in self.endpoints
+            if e.failures
+        ]
         lines += [f"* {label}: not measured, {why}" for label, why in self.skipped.items()]
         if self.refresh is None:
             lines.append(f"* market refresh: not measured, {MARKET_MODULE} is not written yet")
         else:
-            lines += [f"* market refresh, {k}: {v:.2f} s" for k, v in self.refresh.items()]
+            lines += [
+                f"* market refresh, {label}: {seconds:.2f} s ({steps})"
+                for label, (seconds, steps) in self.refresh.items()
+            ]
         return lines
 
 
@@ -502,8 +543,8 @@ def run(url: str, products: int, history: int, seconds: float, clients: int) -> 
                 skipped[label] = f"{paths[0].split('?')[0]} answers 404 (not routed yet)"
                 continue
             _drive(port, paths[:20], headers, min(1.0, seconds / 2), clients)  # warm up
-            latencies, errors, elapsed = _drive(port, paths, headers, seconds, clients)
-            endpoints.append(Endpoint(label, latencies, errors, elapsed, market))
+            samples, errors, elapsed = _drive(port, paths, headers, seconds, clients)
+            endpoints.append(Endpoint(label, samples, errors, elapsed, market))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
@@ -552,8 +593,8 @@ def measure(session: Session) -> list[Row]:
         rows.append(
             Row("6", "market refresh", "not measured", "", f"{MARKET_MODULE} not written yet")
         )
-    for label, seconds in (result.refresh or {}).items():
-        rows.append(Row("6", f"market refresh ({label})", f"{seconds:.2f} s", "", "", None))
+    for label, (seconds, steps) in (result.refresh or {}).items():
+        rows.append(Row("6", f"market refresh ({label})", f"{seconds:.2f} s", "", steps, None))
     return rows
 
 
