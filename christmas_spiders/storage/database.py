@@ -26,6 +26,8 @@ from christmas_spiders.storage.schema import (
     api_keys,
     crawl_runs,
     market_refreshes,
+    market_year_index,
+    market_year_steps,
     metadata,
     ornaments,
     product_changes,
@@ -189,6 +191,8 @@ API_READABLE_TABLES = (
     crawl_runs,
     api_keys,
     market_refreshes,
+    market_year_steps,  # the year index (storage.market_index)
+    market_year_index,
 )
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DUPLICATE_OBJECT, _UNIQUE_VIOLATION, _INSUFFICIENT_PRIVILEGE = "42710", "23505", "42501"
