@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.errors import one_line
+from christmas_spiders.storage.market_index import refresh_year_index
 from christmas_spiders.storage.schema import market_refreshes
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ STEPS: list[Step] = [
     refresh_view(market_offers.name),
     refresh_view(market_gaps.name),
     refresh_view(market_rarity.name),
+    Step("market_year_index", refresh_year_index),  # the year index's steps (market_index)
 ]
 
 
