@@ -192,17 +192,8 @@ class Services:
             self._databases.remove(name)
 
     def count_products(self, url: str, vendor: str) -> int:
-        engine = sa.create_engine(
-            make_url(url).set(drivername="postgresql+psycopg2"), poolclass=sa.pool.NullPool
-        )
-        try:
-            with engine.connect() as connection:
-                return connection.execute(
-                    sa.text("SELECT count(*) FROM products WHERE vendor = :vendor"),
-                    {"vendor": vendor},
-                ).scalar_one()
-        finally:
-            engine.dispose()
+        found = query(url, "SELECT count(*) FROM products WHERE vendor = :vendor", vendor=vendor)
+        return found[0][0]
 
     def versions(self) -> dict[str, str]:
         found = {}
@@ -233,6 +224,23 @@ class Services:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def scratch_engine(url: str) -> sa.Engine:
+    """An engine on a (scratch) database: psycopg2, no pool; dispose of it after."""
+    return sa.create_engine(
+        make_url(url).set(drivername="postgresql+psycopg2"), poolclass=sa.pool.NullPool
+    )
+
+
+def query(url: str, sql: str, **params: Any) -> list[Any]:
+    """The rows of one SQL statement on that database (its own connection, closed after)."""
+    engine = scratch_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text(sql), params).all())
+    finally:
+        engine.dispose()
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -363,15 +371,13 @@ def scrapy_command(
 
 def read_run(database_url: str, vendor: str, run_id: int | None = None) -> dict[str, Any] | None:
     """The latest crawl run of `vendor` in that database (or run `run_id`)."""
-    engine = sa.create_engine(
-        make_url(database_url).set(drivername="postgresql+psycopg2"), poolclass=sa.pool.NullPool
-    )
-    query = sa.select(crawl_runs).where(crawl_runs.c.spider == vendor)
+    engine = scratch_engine(database_url)
+    select = sa.select(crawl_runs).where(crawl_runs.c.spider == vendor)
     if run_id is not None:
-        query = query.where(crawl_runs.c.id == run_id)
+        select = select.where(crawl_runs.c.id == run_id)
     try:
         with engine.connect() as connection:
-            row = connection.execute(query.order_by(crawl_runs.c.id.desc()).limit(1)).first()
+            row = connection.execute(select.order_by(crawl_runs.c.id.desc()).limit(1)).first()
     finally:
         engine.dispose()
     return None if row is None else dict(row._mapping)

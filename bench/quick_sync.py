@@ -17,10 +17,12 @@ Per shop, on the replica of 20,000 products (`--quick`: 60) and a scratch databa
 
 Freshness is simulated on the clock, measured for the rest: a price change made at a random
 moment of the week waits for the shop's next quick sync under the default schedule (the
-scheduler's own trigger: hourly, the shops 20 minutes apart), then takes what the measured run
-took from its start to that change's delivery. Cost per day: 24 quick syncs with nothing changed
-(step 4) plus the pages of the day's changes (1 % of the catalog a day), against one daily full
-sync (the old default schedule).
+scheduler's own trigger: hourly, ornament-shop.com every 6 hours, the shops 20 minutes apart),
+then takes what the measured run took from its start to that change's delivery. Cost per day:
+the shop's quick syncs of a day with nothing changed (step 4) plus the pages of the day's
+changes (1 % of the catalog a day), against one daily full sync (the old default schedule). The
+same at 1 h and 6 h for every shop, in the details. The quick syncs run with the default
+schedule's refresh rule (weekly full syncs: only overdue pages are re-read, quick.rules).
 """
 
 from __future__ import annotations
@@ -30,31 +32,22 @@ import logging
 import random
 import statistics
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-
-from bench.common import (
-    HO,
-    SHORT,
-    UNTHROTTLED,
-    VENDORS,
-    Crawl,
-    Row,
-    Session,
-    log,
-    markdown,
-    percentile,
-    replica_control,
-    scrapy_crawl,
-    standalone,
-)
+from bench import common
+from bench.common import SHORT, Crawl, Row, Session, log
 from christmas_spiders import config
-from christmas_spiders.config.schedule import DAY, JobKind, Schedule, runs_per_day
+from christmas_spiders.config.schedule import (
+    DAY,
+    HOUR,
+    JobKind,
+    Schedule,
+    format_duration,
+    runs_per_day,
+)
 from christmas_spiders.scheduling import triggers
 from christmas_spiders.storage.products import ITEM_COLUMNS
 from tests.replica.catalog import generate
@@ -67,9 +60,10 @@ CHANGED_SHARE = 0.01  # of the catalog, changed on the listings before the quick
 DAILY_CHANGES = 0.01  # of the catalog a day, for the cost of a day of quick syncs
 REQUESTS_GOAL = 0.05  # requests per product of a quick sync
 P95_GOAL_MINUTES = 65.0
-COST_GOAL = 0.1  # a day of hourly quick syncs against one daily full sync
+COST_GOAL = 0.1  # a day of quick syncs against one daily full sync
 SAMPLES = 50  # simulated change moments per delivered change
 WEEK = timedelta(days=7)
+INTERVALS = (HOUR, 6 * HOUR)  # quick-sync intervals compared in the details
 
 
 @dataclass
@@ -82,12 +76,6 @@ class ShopResult:
     correct: int
     price_changes: int
     measured: list[float] = field(default_factory=list)  # sync start → delivery, seconds
-
-
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(
-        make_url(url).set(drivername="postgresql+psycopg2"), poolclass=sa.pool.NullPool
-    )
 
 
 def _ordinary(vendor: str, size: int) -> list[Any]:
@@ -110,7 +98,7 @@ def _change(origin: str, vendor: str, size: int) -> dict[str, str]:
     candidates = _ordinary(vendor, size)
     count = max(3, round(size * CHANGED_SHARE))
     picked = random.Random(f"{vendor}-{size}").sample(candidates, count)
-    kinds = ("price", "sale") if vendor == HO else ("price", "sale", "stock")
+    kinds = ("price", "sale") if vendor == common.HO else ("price", "sale", "stock")
     made = {}
     for number, product in enumerate(picked):
         kind = kinds[number % len(kinds)]
@@ -125,29 +113,23 @@ def _change(origin: str, vendor: str, size: int) -> dict[str, str]:
         else:
             flipped = "available" if product.availability != "available" else "unavailable"
             body = {"availability": flipped}
-        replica_control(origin, f"products/{product.vendor_product_id}", body)
+        common.replica_control(origin, f"products/{product.vendor_product_id}", body)
         made[product.vendor_product_id] = kind
     return made
 
 
 def _correct(origin: str, url: str, vendor: str, changed: dict[str, str]) -> int:
     """How many changed products the database holds exactly as the replica shows them now."""
-    engine = _engine(url)
-    with engine.connect() as connection:
-        rows = {
-            row.vendor_product_id: row
-            for row in connection.execute(
-                sa.text(
-                    "SELECT * FROM products "
-                    "WHERE vendor = :vendor AND vendor_product_id = ANY(:ids)"
-                ),
-                {"vendor": vendor, "ids": list(changed)},
-            )
-        }
-    engine.dispose()
+    found = common.query(
+        url,
+        "SELECT * FROM products WHERE vendor = :vendor AND vendor_product_id = ANY(:ids)",
+        vendor=vendor,
+        ids=list(changed),
+    )
+    rows = {row.vendor_product_id: row for row in found}
     right = 0
     for key in changed:
-        truth = replica_control(origin, f"catalog/{key}")["expected_item"]
+        truth = common.replica_control(origin, f"catalog/{key}")["expected_item"]
         row = rows.get(key)
         if row is None or truth is None:
             continue
@@ -202,82 +184,60 @@ class _Auditor:
         self.receiver.__exit__(*exc_info)
 
 
-def _price_changes(url: str, run_id: int) -> dict[str, str]:
-    """product id (ours) → vendor_product_id, of the run's price changes."""
-    engine = _engine(url)
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT p.id, p.vendor_product_id FROM product_changes c JOIN products p "
-                "ON p.id = c.product_id WHERE c.crawl_run_id = :run AND c.field = 'price'"
-            ),
-            {"run": run_id},
-        ).all()
-    engine.dispose()
-    return {str(row.id): row.vendor_product_id for row in rows}
+def _price_changes(url: str, run_id: int | None) -> list[str]:
+    """Our product ids of the run's price changes."""
+    found = common.query(
+        url,
+        "SELECT product_id FROM product_changes WHERE crawl_run_id = :run AND field = 'price'",
+        run=run_id,
+    )
+    return [str(row.product_id) for row in found]
+
+
+def _crawl(session: Session, vendor: str, url: str, label: str, **arguments: str) -> Crawl:
+    """`scrapy crawl vendor` on the replica with politeness off, measured."""
+    return common.scrapy_crawl(
+        vendor,
+        url,
+        session.work,
+        origin=session.replica().base_urls[vendor],
+        arguments=arguments,
+        settings=common.UNTHROTTLED,
+        label=label,
+    )
 
 
 def _shop(session: Session, vendor: str) -> ShopResult:
     size = session.size
     origin = session.replica().base_urls[vendor]
-    replica_control(origin, "reset", {})
+    common.replica_control(origin, "reset", {})
     url = session.services.scratch_database()
-    label = f"{SHORT[vendor]} {size:,}"
-    log(f"quick sync, {label}: the full sync it starts from")
-    full = scrapy_crawl(
-        vendor, url, session.work, origin=origin, settings=UNTHROTTLED, label="full"
-    )
+    log(f"quick sync, {SHORT[vendor]} {size:,}: the full sync it starts from")
+    full = _crawl(session, vendor, url, "full")
     full.stored_products = session.services.count_products(url, vendor)
     changed = _change(origin, vendor, size)
     log(f"  {len(changed)} products changed on the listings; the quick sync")
     with _Auditor(url) as auditor:
-        quick = scrapy_crawl(
-            vendor,
-            url,
-            session.work,
-            origin=origin,
-            arguments={"mode": "quick"},
-            settings=UNTHROTTLED,
-            label="quick",
-        )
-        started = datetime.fromisoformat(str(_run_started(url, quick.run_id))).timestamp()
+        quick = _crawl(session, vendor, url, "quick", mode="quick")
+        run = common.read_run(url, vendor, quick.run_id)
+        assert run is not None, "the quick sync recorded its run"
         prices = _price_changes(url, quick.run_id)
         if not auditor.receiver.wait_for(lambda r: r.events_delivered >= len(prices), 120):
             raise RuntimeError("the audit worker did not deliver every price change")
         arrivals = auditor.arrivals()
+    started = run["started_at"].timestamp()
     measured = [arrivals[product_id] - started for product_id in prices if product_id in arrivals]
     correct = _correct(origin, url, vendor, changed)
     log(f"  {correct} of {len(changed)} correct; the quick sync with nothing changed")
-    idle = scrapy_crawl(
-        vendor,
-        url,
-        session.work,
-        origin=origin,
-        arguments={"mode": "quick"},
-        settings=UNTHROTTLED,
-        label="quick-idle",
-    )
+    idle = _crawl(session, vendor, url, "quick-idle", mode="quick")
     session.services.drop(url)
     return ShopResult(vendor, full, quick, idle, len(changed), correct, len(prices), measured)
 
 
-def _run_started(url: str, run_id: int | None) -> Any:
-    engine = _engine(url)
-    with engine.connect() as connection:
-        started = connection.execute(
-            sa.text("SELECT started_at FROM crawl_runs WHERE id = :id"), {"id": run_id}
-        ).scalar_one()
-    engine.dispose()
-    return started
-
-
-def _waits(vendor: str, count: int, rng: random.Random) -> list[float]:
-    """Seconds from `count` random moments of a week to the shop's next quick sync under the
-    default schedule (the scheduler's own trigger)."""
-    schedule = Schedule()
-    trigger = triggers.spread_trigger(
-        schedule.quick, schedule.timezone, triggers.vendor_fraction(vendor)
-    )
+def _waits(vendor: str, kind: JobKind, count: int, rng: random.Random) -> list[float]:
+    """Seconds from `count` random moments of a week to the shop's next quick sync when its
+    quick syncs are `kind` (the scheduler's own trigger, with the shop's offset)."""
+    trigger = triggers.spread_trigger(kind, "UTC", triggers.vendor_fraction(vendor))
     origin = datetime(2026, 11, 30, tzinfo=UTC)
     waits = []
     for _ in range(count):
@@ -305,122 +265,162 @@ def _fetched(crawl: Crawl) -> str:
     return ", ".join(f"{reason} {crawl.stat(f'quick/fetch/{reason}')}" for reason in reasons)
 
 
+@dataclass
+class _Day:
+    """A day of a shop's quick syncs at one schedule: cost and freshness."""
+
+    syncs: float  # quick syncs a day
+    requests: float  # their requests, with the pages of the day's changes
+    ratio: float  # of one daily full sync
+    minutes: list[float]  # price change → delivery, simulated waits + measured
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.minutes)
+
+    @property
+    def p95(self) -> float:
+        return common.percentile(self.minutes, 0.95)
+
+    def text(self) -> str:
+        return f"{self.ratio:.2f}×, {self.p50:.0f} / {self.p95:.0f} min"
+
+
+def _day(result: ShopResult, kind: JobKind) -> _Day:
+    syncs = runs_per_day(kind)
+    rng = random.Random(f"{result.vendor}-{kind}")  # the same kind, the same samples
+    changes = round(result.full.stored_products * DAILY_CHANGES)
+    requests = syncs * result.idle.requests + changes
+    minutes = [
+        (wait + measured) / 60
+        for measured in result.measured
+        for wait in _waits(result.vendor, kind, SAMPLES, rng)
+    ]
+    return _Day(syncs, requests, requests / max(result.full.requests, 1), minutes)
+
+
+def _rows(result: ShopResult, years: list[int], rng: random.Random) -> list[Row]:
+    short, quick, full, idle = SHORT[result.vendor], result.quick, result.full, result.idle
+    seen = max(quick.stat("quick/seen"), 1)
+    per_product = quick.requests / seen
+    kind = Schedule().quick_for(result.vendor)
+    day = _day(result, kind)
+    every = format_duration(kind.interval or DAY / day.syncs)
+    old_hours = [
+        (wait + measured) / 3600
+        for measured in result.measured
+        for wait in _old_waits(result.vendor, SAMPLES, rng, years)
+    ]
+    stale = idle.stat("quick/fetch/stale")
+    return [
+        Row(
+            FIGURE,
+            f"{short} quick sync ({seen:,} products, {result.changed:,} changed on the "
+            "listings): requests per product",
+            f"{per_product:.4f} ({quick.requests:,} requests: pages {_fetched(quick)})",
+            f"full sync {full.requests / max(full.stored_products, 1):.4f} ({full.requests:,})",
+            f"goal ≤ {REQUESTS_GOAL:g}",
+            per_product <= REQUESTS_GOAL,
+        ),
+        Row(
+            FIGURE,
+            f"{short} quick sync: changed products right in the database after it",
+            f"{result.correct:,} of {result.changed:,}",
+            "",
+            "goal 100 %",
+            result.correct == result.changed,
+        ),
+        Row(
+            FIGURE,
+            f"{short} a day of quick syncs (every {every}) vs one daily full sync: requests",
+            f"{day.requests:,.0f} ({day.syncs:g} × {idle.requests:,} + "
+            f"{round(full.stored_products * DAILY_CHANGES):,} changed pages; refresh rule "
+            f"{idle.stats.get('quick/refresh/rule', '-')}: {day.syncs:g} × {stale:,} pages)",
+            f"{full.requests:,}",
+            f"{day.ratio:.2f}× (goal ≤ {COST_GOAL:g}×)",
+            day.ratio <= COST_GOAL,
+        ),
+        Row(
+            FIGURE,
+            f"{short} freshness: a price change at the shop → its delivery by the audit worker, "
+            f"p50 / p95 (default schedule: quick syncs every {every})",
+            f"{day.p50:.0f} / {day.p95:.0f} min",
+            f"old daily full syncs: {statistics.median(old_hours):.1f} / "
+            f"{common.percentile(old_hours, 0.95):.1f} h; other trackers: every 3 h to daily",
+            f"goal p95 ≤ {P95_GOAL_MINUTES:g} min",
+            day.p95 <= P95_GOAL_MINUTES,
+        ),
+        Row(
+            FIGURE,
+            f"{short} quick sync vs full sync of the same catalog: wall time; CPU",
+            f"{quick.wall_seconds:.0f} s; {quick.cpu_seconds:.0f} CPU-s",
+            f"{full.wall_seconds:.0f} s; {full.cpu_seconds:.0f} CPU-s",
+            f"{quick.wall_seconds / full.wall_seconds:.2f}×; "
+            f"{quick.cpu_seconds / max(full.cpu_seconds, 0.01):.2f}×",
+            None,
+        ),
+    ]
+
+
+def _detail(result: ShopResult) -> list[str]:
+    quick, idle, full = result.quick, result.idle, result.full
+    kind = Schedule().quick_for(result.vendor)
+    at = {i: _day(result, replace(kind, cron=None, interval=i)) for i in INTERVALS}
+    weekly = runs_per_day(Schedule().sync)  # the default schedule's full syncs, a day
+    default = _day(result, kind)
+    return [
+        SHORT[result.vendor],
+        f"{quick.stat('quick/seen'):,}",
+        f"{quick.requests:,}",
+        _fetched(quick),
+        f"{quick.stat('quick/page_wins')}",
+        f"{quick.renders}",
+        f"{idle.requests:,} ({_fetched(idle)})",
+        f"{idle.stats.get('quick/refresh/rule', '-')}, quota {idle.stat('quick/refresh/quota')}",
+        *(at[interval].text() for interval in INTERVALS),
+        f"{default.ratio + weekly:.2f}×",
+        f"{statistics.median(result.measured):.1f} s" if result.measured else "-",
+        f"{full.requests:,}",
+    ]
+
+
 def measure(session: Session) -> list[Row]:
     logging.getLogger("webapi.auditor").setLevel(logging.WARNING)
     # --quick keeps the script working on one shop (the test suite's budget is small).
-    results = [_shop(session, vendor) for vendor in (VENDORS[:1] if session.quick else VENDORS)]
-    rows, details = [], []
+    vendors = common.VENDORS[:1] if session.quick else common.VENDORS
+    results = [_shop(session, vendor) for vendor in vendors]
     rng = random.Random(16)
-    delays, old_delays = [], []
-    syncs_a_day = runs_per_day(Schedule().quick)
+    catalog = generate(1, session.size)
+    rows, details = [], []
     for result in results:
-        short, quick, full, idle = SHORT[result.vendor], result.quick, result.full, result.idle
-        seen = max(quick.stat("quick/seen"), 1)
-        per_product = quick.requests / seen
-        rows.append(
-            Row(
-                FIGURE,
-                f"{short} quick sync ({seen:,} products, {result.changed:,} changed on the "
-                "listings): requests per product",
-                f"{per_product:.4f} ({quick.requests:,} requests: pages {_fetched(quick)})",
-                f"full sync {full.requests / max(full.stored_products, 1):.4f} ({full.requests:,})",
-                f"goal ≤ {REQUESTS_GOAL:g}",
-                per_product <= REQUESTS_GOAL,
-            )
-        )
-        rows.append(
-            Row(
-                FIGURE,
-                f"{short} quick sync: changed products right in the database after it",
-                f"{result.correct:,} of {result.changed:,}",
-                "",
-                "goal 100 %",
-                result.correct == result.changed,
-            )
-        )
-        years = sorted({c.year for c in generate(1, session.size)[result.vendor].year_categories()})
-        for measured in result.measured:
-            delays += [wait + measured for wait in _waits(result.vendor, SAMPLES, rng)]
-            old_delays += [
-                wait + measured for wait in _old_waits(result.vendor, SAMPLES, rng, years)
-            ]
-        daily_changes = round(full.stored_products * DAILY_CHANGES)
-        per_day = syncs_a_day * idle.requests + daily_changes
-        ratio = per_day / max(full.requests, 1)
-        rows.append(
-            Row(
-                FIGURE,
-                f"{short} a day of hourly quick syncs vs one daily full sync: requests",
-                f"{per_day:,.0f} ({syncs_a_day:g} × {idle.requests:,} + {daily_changes:,} changed "
-                f"pages; of it the refresh: {syncs_a_day:g} × {idle.stat('quick/fetch/stale'):,})",
-                f"{full.requests:,}",
-                f"{ratio:.2f}× (goal ≤ {COST_GOAL:g}×)",
-                ratio <= COST_GOAL,
-            )
-        )
-        rows.append(
-            Row(
-                FIGURE,
-                f"{short} quick sync vs full sync of the same catalog: wall time; CPU",
-                f"{quick.wall_seconds:.0f} s; {quick.cpu_seconds:.0f} CPU-s",
-                f"{full.wall_seconds:.0f} s; {full.cpu_seconds:.0f} CPU-s",
-                f"{quick.wall_seconds / full.wall_seconds:.2f}×; "
-                f"{quick.cpu_seconds / max(full.cpu_seconds, 0.01):.2f}×",
-                None,
-            )
-        )
-        details.append(
-            [
-                short,
-                f"{seen:,}",
-                f"{quick.requests:,}",
-                _fetched(quick),
-                f"{quick.stat('quick/page_wins')}",
-                f"{quick.renders}",
-                f"{idle.requests:,} ({_fetched(idle)})",
-                f"{quick.stat('quick/refresh/quota')}",
-                f"{statistics.median(result.measured):.1f} s" if result.measured else "-",
-            ]
-        )
-    minutes = [delay / 60 for delay in delays]
-    old_hours = [delay / 3600 for delay in old_delays]
-    p50, p95 = statistics.median(minutes), percentile(minutes, 0.95)
-    rows.append(
-        Row(
-            FIGURE,
-            "freshness: a price change at the shop → its delivery by the audit worker, p50 / p95 "
-            "(default schedule: hourly quick syncs)",
-            f"{p50:.0f} / {p95:.0f} min",
-            f"old daily full syncs: {statistics.median(old_hours):.1f} / "
-            f"{percentile(old_hours, 0.95):.1f} h; other trackers: every 3 h to daily",
-            f"goal p95 ≤ {P95_GOAL_MINUTES:g} min",
-            p95 <= P95_GOAL_MINUTES,
-        )
+        years = sorted({c.year for c in catalog[result.vendor].year_categories()})
+        rows += _rows(result, years, rng)
+        details.append(_detail(result))
+    headers = [
+        "shop",
+        "seen on listings",
+        "requests",
+        "pages read: why",
+        "page wins",
+        "renders",
+        "next sync, nothing changed: requests (pages)",
+        "refresh",
+        *(f"quick syncs every {format_duration(i)}: a day's cost, p50 / p95" for i in INTERVALS),
+        "default schedule a day, weekly full syncs included",
+        "sync start → delivery, median",
+        "full sync requests",
+    ]
+    text = (
+        f"\n\nFreshness: {SAMPLES} simulated change moments per delivered price change: the wait "
+        "for the shop's next quick sync is simulated on the scheduler's own trigger, the rest "
+        "(crawl to that product, store, deliver) is measured. A day's cost: the quick syncs of a "
+        f"day with nothing changed plus {DAILY_CHANGES:.0%} of the catalog's pages, against one "
+        "full sync; the default schedule's day adds its weekly full syncs (1/7 of one). "
+        "Requests exclude robots.txt; renders are HO's year grids."
     )
-    session.detail(
-        FIGURE,
-        "Quick sync per shop",
-        markdown(
-            [
-                "shop",
-                "seen on listings",
-                "requests",
-                "pages read: why",
-                "page wins",
-                "renders",
-                "next hour, nothing changed: requests (pages)",
-                "refresh quota",
-                "sync start → delivery, median",
-            ],
-            details,
-        )
-        + f"\n\nFreshness: {len(delays):,} samples ({SAMPLES} simulated change moments per "
-        "delivered price change): the wait for the next quick sync is simulated on the "
-        "scheduler's own trigger, the rest (crawl to that product, store, deliver) is measured. "
-        "Requests exclude robots.txt; renders are HO's year grids.",
-    )
+    session.detail(FIGURE, "Quick sync per shop", common.markdown(headers, details) + text)
     return rows
 
 
 if __name__ == "__main__":
-    standalone(measure, __doc__.splitlines()[0])
+    common.standalone(measure, __doc__.splitlines()[0])
