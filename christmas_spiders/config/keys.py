@@ -105,7 +105,8 @@ class Config:
     # it delists nothing (the crawl looks incomplete).
     delist_min_ratio: float = _option(0.5, f.number(0.0, 1.0))
     # Quick syncs (`-a mode=quick`, docs/spiders.md): every product page is read again within
-    # this many days, the oldest first, spread over the quick syncs of the schedule.
+    # this many days, by the scheduled full syncs (then a quick sync re-reads only older pages)
+    # or else by the quick syncs, the oldest first, spread over them (quick.rules).
     quick_refresh_days: float = _option(7.0, f.number(0.01, 3650.0))
     # Crawl health (christmas_spiders.health, docs/health.md): when a run is `suspect`.
     # Coverage and first-run checks need this many product pages (smaller runs: vanishes only).
