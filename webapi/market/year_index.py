@@ -1,61 +1,92 @@
-"""The year index (docs/market.md): a chain-linked price index of the ornaments of one year,
-day by day, from the change history. The SQL, every value bound; no Flask.
+"""The year index (docs/market.md): a chain-linked price index of the ornaments of a year, day
+by day, read from its precomputed steps (christmas_spiders.storage.market_index, which holds
+the definition and keeps `market_year_steps` current after every crawl run). The SQL, every
+value bound; no Flask.
 
-An ornament's price on a day is its cheapest offer in stock in the condition at the end of that
-day (each offer's state carried forward from its rows, as a gap's history does). Each day's step
-compares only the ornaments priced at the end of that day and of the day before (matched
-ornaments): the geometric mean of their price ratios (a Jevons index). The index is 100 on the
-first day and each day's value is the previous one times its step, so ornaments appearing,
-disappearing or selling out never move it; a day without a matched ornament repeats the
-previous value. Each point says how many ornaments were priced and how many were matched.
+A window's index is 100 on its first day; each later day's value is the previous one times
+that day's step (the geometric mean of the matched ornaments' price ratios), so ornaments
+appearing, disappearing or selling out never move it; a day without a matched ornament repeats
+the previous value. Each point says how many ornaments were priced and how many were matched.
+The window ends on the day of `now`, or of the last refresh (`as_of`) when that is earlier:
+there are no points after it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Row
 
-from christmas_spiders.domain import IN_STOCK
-from webapi.market.gap_history import OFFER_STATES
+from christmas_spiders.storage.schema import market_year_index
 
-_INDEX = (
-    """
-WITH offers AS (
-    SELECT p.id, p.vendor, p.ornament_id
-      FROM products p JOIN ornaments o ON o.id = p.ornament_id
-     WHERE o.year = :year AND p.condition = :condition
-), """
-    + OFFER_STATES
-    + """, days AS (
-    SELECT day::date AS day, least(day + interval '1 day', :now) AS ends
-      FROM generate_series(date_trunc('day', :now - (:days - 1) * interval '1 day'),
-                           date_trunc('day', :now), interval '1 day') AS day
-), ornament_days AS (
-    SELECT d.day, o.ornament_id, min(s.price) AS price
-      FROM days d CROSS JOIN offers o
-      JOIN states s ON s.product_id = o.id AND s.changed_at < d.ends AND s.until >= d.ends
-     WHERE s.in_stock AND s.price > 0
-     GROUP BY d.day, o.ornament_id
+# Each year's points over the window [:first, :last]: years of :years, or every year with an
+# ornament priced in the window (:years NULL) within [:from, :to].
+_INDEX = """
+WITH days AS (
+    SELECT day::date AS day
+      FROM generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day') AS day
+), years AS (
+    SELECT unnest(CAST(:years AS int[])) AS year WHERE :years IS NOT NULL
+    UNION
+    SELECT DISTINCT year FROM market_year_steps
+     WHERE :years IS NULL AND condition = :condition AND day BETWEEN :first AND :last
+       AND year BETWEEN :from AND :to
 ), steps AS (
-    SELECT t.day, count(*) AS matched, exp(avg(ln(t.price / y.price))) AS ratio
-      FROM ornament_days t
-      JOIN ornament_days y ON y.ornament_id = t.ornament_id AND y.day = t.day - 1
-     GROUP BY t.day
-), priced AS (
-    SELECT day, count(*) AS ornaments FROM ornament_days GROUP BY day
+    SELECT year, day, ornaments, matched, log_step FROM market_year_steps
+     WHERE condition = :condition AND day BETWEEN :first AND :last
+       AND year IN (SELECT year FROM years)
 )
-SELECT d.day, coalesce(p.ornaments, 0) AS ornaments, coalesce(s.matched, 0) AS matched,
-       round(100 * exp(sum(ln(coalesce(s.ratio, 1))) OVER (ORDER BY d.day
-                                                        ROWS UNBOUNDED PRECEDING)), 2) AS index
-  FROM days d
-  LEFT JOIN steps s ON s.day = d.day
-  LEFT JOIN priced p ON p.day = d.day
- ORDER BY d.day
+SELECT y.year, d.day, coalesce(s.ornaments, 0) AS ornaments,
+       CASE WHEN d.day > :first THEN coalesce(s.matched, 0) ELSE 0 END AS matched,
+       round(100 * exp(sum(CASE WHEN d.day > :first THEN coalesce(s.log_step, 0) ELSE 0 END)
+                       OVER (PARTITION BY y.year ORDER BY d.day ROWS UNBOUNDED PRECEDING)), 2)
+           AS index
+  FROM years y CROSS JOIN days d
+  LEFT JOIN steps s ON s.year = y.year AND s.day = d.day
+ ORDER BY y.year, d.day
 """
-)
+
+
+def as_of(connection: Connection) -> datetime | None:
+    """When the steps were last brought up to date (None: never; no points yet)."""
+    return connection.execute(sa.select(market_year_index.c.as_of)).scalar_one_or_none()
+
+
+def year_indexes(
+    connection: Connection,
+    years: Sequence[int] | None,
+    condition: str,
+    days: int,
+    now: datetime,
+    years_from: int = 0,
+    years_to: int = 9999,
+) -> dict[int, list[Row]]:
+    """The index of each of `years` (None: every year with an ornament priced in the window,
+    between `years_from` and `years_to`) in `condition` on each of the last `days` days up to
+    `now` (or the last refresh): year → [(day, ornaments, matched, index)], oldest first, 100
+    on the first day; years in order. Empty before the first refresh."""
+    refreshed = as_of(connection)
+    if refreshed is None:
+        return {}
+    first = now.astimezone(UTC).date() - timedelta(days=days - 1)
+    last = min(now, refreshed).astimezone(UTC).date()
+    rows = connection.execute(
+        sa.text(_INDEX),
+        {
+            "years": None if years is None else sorted(set(years)),
+            "condition": condition,
+            "first": first,
+            "last": last,
+            "from": years_from,
+            "to": years_to,
+        },
+    ).all()
+    found: dict[int, list[Row]] = {year: [] for year in sorted(set(years or ()))}
+    for row in rows:
+        found.setdefault(row.year, []).append(row)
+    return found
 
 
 def year_index(
@@ -63,11 +94,4 @@ def year_index(
 ) -> list[Row]:
     """The index of `year`'s ornaments in `condition` on each of the last `days` days up to
     `now`: (day, ornaments, matched, index), oldest first; 100 on the first day."""
-    query = sa.text(_INDEX).bindparams(
-        sa.bindparam("in_stock", list(IN_STOCK), type_=ARRAY(sa.Text)),
-        year=year,
-        condition=condition,
-        days=days,
-        now=now,
-    )
-    return connection.execute(query).all()
+    return year_indexes(connection, [year], condition, days, now).get(year, [])
