@@ -36,6 +36,7 @@ def test_year_page_draws_the_index_and_the_ornaments_behind_it(client, histories
     # The table and its CSV stay.
     assert [text(td) for td in tree.cssselect("td[data-label=Index]")][-1] == "104.88"
     assert tree.cssselect('caption a[href^="/market/years/2015.csv"]')
+    assert "Brought up to date after every crawl; as of" in text(tree.cssselect("main p")[0])
     (current,) = tree.cssselect('header nav a[aria-current="page"]')
     assert text(current) == "Year index"
 

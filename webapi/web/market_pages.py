@@ -103,7 +103,7 @@ def years_page():
         chosen = sorted(set(args["year"]), reverse=True)
         indexes = _year_indexes(connection, chosen, args["condition"], args["days"], now)
     else:
-        indexes = _newest_priced(connection, offered, args["condition"], args["days"], now)
+        indexes = _newest_priced(connection, args["condition"], args["days"], now)
     shown = {"condition": args["condition"], "days": args["days"]}
     series = [
         index_charts.IndexSeries(
@@ -129,6 +129,7 @@ def years_page():
             for one in series
         ],
         shown=shown,
+        as_of=year_index.as_of(connection),
     )
 
 
@@ -138,7 +139,8 @@ def year_page(year: int):
     point, and a row a day, with its CSV."""
     args = arguments(years.YearIndexArgs())
     _check_year(year)
-    rows = _year_indexes(db.reader(), [year], args["condition"], args["days"], datetime.now(UTC))
+    connection = db.reader()
+    rows = _year_indexes(connection, [year], args["condition"], args["days"], datetime.now(UTC))
     points = [_point(row) for row in rows[year]]
     condition = formatting.condition_text(args["condition"])
     return render_template(
@@ -154,6 +156,7 @@ def year_page(year: int):
         conditions=formatting.CONDITIONS,
         csv_url=url_for("web.year_csv", year=year, **args),
         years_url=url_for("web.years_page", **args),
+        as_of=year_index.as_of(connection),
     )
 
 
@@ -177,25 +180,19 @@ def _point(row: Row) -> index_charts.IndexPoint:
 def _year_indexes(
     connection: Connection, wanted: Sequence[int], condition: str, days: int, now: datetime
 ) -> dict[int, list[Row]]:
-    """The index of each year of `wanted`, in that order. One query a year until
-    webapi.market.year_index offers the index of several years at once."""
-    return {year: year_index.year_index(connection, year, condition, days, now) for year in wanted}
+    """The index of each year of `wanted`, in that order (no point for a year without one)."""
+    found = year_index.year_indexes(connection, wanted, condition, days, now)
+    return {year: found.get(year, []) for year in wanted}
 
 
 def _newest_priced(
-    connection: Connection, offered: Sequence[int], condition: str, days: int, now: datetime
+    connection: Connection, condition: str, days: int, now: datetime
 ) -> dict[int, list[Row]]:
-    """The indexes of the newest COMPARED_YEARS years of `offered` (newest first) that had an
-    ornament priced in the window."""
-    found: dict[int, list[Row]] = {}
-    for start in range(0, len(offered), COMPARED_YEARS):
-        batch = offered[start : start + COMPARED_YEARS]
-        for year, rows in _year_indexes(connection, batch, condition, days, now).items():
-            if any(row.ornaments for row in rows) and len(found) < COMPARED_YEARS:
-                found[year] = rows
-        if len(found) == COMPARED_YEARS:
-            break
-    return found
+    """The indexes of the newest COMPARED_YEARS years with an ornament priced in the window,
+    newest first."""
+    found = year_index.year_indexes(connection, None, condition, days, now)
+    priced = [year for year, rows in found.items() if any(row.ornaments for row in rows)]
+    return {year: found[year] for year in sorted(priced, reverse=True)[:COMPARED_YEARS]}
 
 
 def _offered_years(connection: Connection, condition: str) -> list[int]:
