@@ -18,37 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Row
 
 from christmas_spiders.domain import IN_STOCK
-
-# Each offer's whole state (in stock, price) after each of its rows, for the offers of a CTE
-# named `offers` (id, vendor) that the query defines first: the shared part of the market's
-# history queries.
-OFFER_STATES = """
-events AS (
-    SELECT c.product_id, c.changed_at, c.id,
-           CASE WHEN c.kind = 'delisted' THEN false
-                WHEN c.kind IN ('listed', 'relisted')
-                    THEN coalesce((c.new_value::jsonb ->> 'availability') = ANY(:in_stock), false)
-                WHEN c.field = 'availability' THEN coalesce(c.new_value = ANY(:in_stock), false)
-           END AS in_stock,
-           c.kind IN ('listed', 'relisted') OR c.field = 'price' AS sets_price,
-           CASE WHEN c.kind IN ('listed', 'relisted') THEN c.new_value::jsonb ->> 'price'
-                WHEN c.field = 'price' THEN c.new_value END::numeric AS price
-      FROM product_changes c JOIN offers o ON o.id = c.product_id
-     WHERE c.kind IN ('listed', 'relisted', 'delisted')
-        OR (c.kind = 'changed' AND c.field IN ('availability', 'price'))
-), runs AS (  -- the rows since each offer's last stock row and since its last price row
-    SELECT *,
-           count(in_stock) OVER w AS stock_run,
-           count(*) FILTER (WHERE sets_price) OVER w AS price_run
-      FROM events WINDOW w AS (PARTITION BY product_id ORDER BY changed_at, id)
-), states AS (  -- each offer's whole state from each of its rows until its next one
-    SELECT product_id, changed_at, id,
-           coalesce(lead(changed_at) OVER (PARTITION BY product_id ORDER BY changed_at, id),
-                    'infinity') AS until,
-           bool_or(in_stock) OVER (PARTITION BY product_id, stock_run) AS in_stock,
-           max(price) FILTER (WHERE sets_price) OVER (PARTITION BY product_id, price_run) AS price
-      FROM runs
-)"""
+from christmas_spiders.storage.market_index import OFFER_STATES
 
 _HISTORY = (
     """
