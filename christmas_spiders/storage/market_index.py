@@ -299,6 +299,15 @@ def refresh_year_index(
     their whole history, everything when never built or `rebuild`."""
     if now is None:
         now = connection.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+    # JIT compiling took 0.8 s of a 1.2 s statement here (bench data): off for the refresh
+    # (transaction-local: a failed refresh's rollback restores it too).
+    jit = connection.execute(sa.select(sa.func.current_setting("jit"))).scalar_one()
+    connection.execute(sa.select(sa.func.set_config("jit", "off", True)))
+    _refresh(connection, now, rebuild)
+    connection.execute(sa.select(sa.func.set_config("jit", jit, True)))
+
+
+def _refresh(connection: Connection, now: datetime, rebuild: bool) -> None:
     today = now.astimezone(UTC).date()
     meta = connection.execute(
         sa.text("SELECT base_day FROM market_year_index FOR UPDATE")
@@ -346,6 +355,7 @@ def _rebuild_all(connection: Connection, now: datetime) -> None:
     _store_base(connection, base, now, None)
     _rebuild_steps(connection, now, None)
     _finish(connection, now, base)
+    connection.execute(sa.text("ANALYZE market_year_steps, market_offer_states"))
     logger.info("year index rebuilt from the history to %s", now.isoformat(timespec="seconds"))
 
 
