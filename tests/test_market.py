@@ -1,5 +1,6 @@
 """The market view (issue #21) on the ornament API's known catalog (tests/test_api_ornaments):
-/v1/market/gaps (each filter, sorts paged with cursors, CSV, 400s, 304)."""
+/v1/market/gaps (each filter, sorts paged with cursors, CSV, 400s, 304), rarity and the
+histories on hand-made histories; the precomputed views are refreshed after each is built."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sqlalchemy.engine import Engine
 
+from christmas_spiders.storage import market
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import product_changes, products
 from webapi import auth, create_app
@@ -25,12 +27,22 @@ from .test_api import get, owner_engine
 from .test_api_ornaments import HO, HOH, OS, Catalog, _item, seed
 
 
+def refresh(url: str) -> None:
+    """The market views refreshed, as the end of a crawl does."""
+    engine = owner_engine(url)
+    with engine.begin() as connection:
+        market.refresh_market(connection)
+    engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def catalog(admin_engine: Engine, template_database: str) -> Iterator[Catalog]:
     name = f"xmas_market_{uuid.uuid4().hex[:12]}"
     with admin_engine.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    yield seed(_url_for(name))
+    seeded = seed(_url_for(name))
+    refresh(seeded.url)
+    yield seeded
     with admin_engine.connect() as connection:
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -111,6 +123,7 @@ FILTERS: list[tuple[dict[str, Any], list[str]]] = [
     ({"min_gap_percent": "11.2"}, []),
     ({"vendor": [HOH, HO]}, ["horse"]),  # Frosty Friends #1 is at HOH and OS
     ({"vendor": HOH}, []),
+    ({"vendor": [HOH, HO, OS]}, ["ff1", "horse"]),  # every shop: as without the filter
     ({"shop": OS}, ["ff1"]),  # at one end of the gap
     ({"shop": HO}, ["horse"]),
 ]
@@ -183,6 +196,14 @@ def test_a_gap_cursor_works_only_with_its_sort(client) -> None:
     cursor = get(client, "/v1/market/gaps", sort="name", limit=1)["next_cursor"]
     error = get(client, "/v1/market/gaps", 400, sort="year", cursor=cursor)
     assert "sort=name" in error["errors"]["cursor"][0]
+
+
+@pytest.mark.parametrize("url", ["/v1/market/gaps", "/v1/market/rare"])
+def test_the_figures_are_as_of_the_last_refresh(client, url) -> None:
+    response = client.get(url)
+    as_of = datetime.fromisoformat(response.get_json()["as_of"])
+    assert datetime.now(UTC) - timedelta(minutes=10) < as_of < datetime.now(UTC)
+    assert response.last_modified == as_of.replace(microsecond=0)
 
 
 def test_gaps_etag_gives_304(client) -> None:
@@ -331,6 +352,7 @@ def histories(catalog: Catalog) -> dict[str, Any]:
             ],
         )
     engine.dispose()
+    refresh(catalog.url)
     return {"now": now, **{row.vendor_product_id: row.ornament_id for row in rows}}
 
 

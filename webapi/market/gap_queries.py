@@ -5,9 +5,10 @@ shop's cheapest offer of that condition stands for the shop, and the gap runs fr
 shop to the dearest one. Offers of other conditions never enter it (a boxed offer is compared
 with boxed offers only).
 
-Computed per request over `products` (a grouped query on the `ornament_id` index's rows in
-stock), not from a materialized view: the figures are always as fresh as the offers and there
-is nothing to refresh after a crawl.
+Read from the materialized view `market_gaps` (storage/sql/0011_market_views.sql; refreshed by
+storage.market after crawls), so the figures are as of its last refresh. It holds each gap once
+per set of shops that may count (`shop_set`): the `vendor` filter picks its set, no filter the
+set of every shop; each sort has an index on (condition, shop_set, sort column, ornament id).
 """
 
 from __future__ import annotations
@@ -16,91 +17,47 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
-from christmas_spiders.storage.schema import ornaments, products
-from webapi.ornament_queries import IN_STOCK_NOW
+from christmas_spiders.storage.market import market_gaps
+from christmas_spiders.storage.schema import vendors
 
-_o = ornaments.c
-_p = products.c
+_g = market_gaps.c
+_v = vendors.c
+_HIDDEN = ("shop_set", "ornament_id")
 
 
-def shop_offers(args: Mapping[str, Any]) -> sa.Select:
-    """Each shop's cheapest offer in stock of each ornament in the condition (ties: lower id),
-    of the ornaments and shops the filters keep (filtering here, before any grouping)."""
-    query = (
-        sa.select(_p.ornament_id, _p.vendor, _p.id, _p.price, _p.link)
-        .where(IN_STOCK_NOW, _p.ornament_id.is_not(None), _p.condition == args["condition"])
-        .ext(distinct_on(_p.ornament_id, _p.vendor))
-        .order_by(_p.ornament_id, _p.vendor, _p.price, _p.id)
-    )
-    if args.get("vendor"):
-        query = query.where(_p.vendor.in_(args["vendor"]))
-    kept = sa.select(_o.id)
-    if "year" in args:
-        kept = kept.where(_o.year == args["year"])
-    if "series" in args:
-        kept = kept.where(sa.func.lower(_o.series) == args["series"].lower())
-    if "year" in args or "series" in args:
-        query = query.where(_p.ornament_id.in_(kept))
-    return query
+def shop_set(vendor_ids: list[str] | None) -> sa.ScalarSelect:
+    """The `shop_set` of market_gaps for the `vendor` filter (None: every shop)."""
+    ids = sa.cast(_v.id, sa.Text)
+    query = sa.select(sa.cast(sa.func.array_agg(aggregate_order_by(ids, ids)), ARRAY(sa.Text)))
+    if vendor_ids:
+        query = query.where(_v.id.in_(vendor_ids))
+    return query.scalar_subquery()
 
 
 def gaps(args: Mapping[str, Any]) -> sa.Subquery:
     """Every gap matching the filters of /v1/market/gaps (`args` as its schema loads them):
     one row per ornament, `id` its ornament id."""
-    shop = shop_offers(args).subquery("shop_offers")
-    s = shop.c
-    # Each shop ranked from the cheapest and from the dearest (ties by shop id): two window
-    # passes instead of a sorted aggregate per figure.
-    ranked = sa.select(
-        *s,
-        sa.func.row_number()
-        .over(partition_by=s.ornament_id, order_by=(s.price, s.vendor))
-        .label("from_cheapest"),
-        sa.func.row_number()
-        .over(partition_by=s.ornament_id, order_by=(s.price.desc(), s.vendor))
-        .label("from_dearest"),
-        sa.func.count().over(partition_by=s.ornament_id).label("shops"),
-    ).cte("ranked")
-    cheap, dear = ranked.alias("cheapest"), ranked.alias("dearest")
-    c, d = cheap.c, dear.c
-    gap = (d.price - c.price).label("gap")
-    # Percent of the cheapest price, one decimal; a free offer (never stored: $0 is no price)
-    # would give NULL rather than a division by zero.
-    percent = sa.func.round(100 * (d.price - c.price) / sa.func.nullif(c.price, 0), 1).label(
-        "gap_percent"
-    )
-    query = (
-        sa.select(
-            _o.id,
-            _o.year,
-            _o.name,
-            _o.series,
-            _o.series_number,
-            _o.item_number,
-            sa.literal(args["condition"]).label("condition"),
-            c.shops,
-            c.id.label("cheapest_id"),
-            c.vendor.label("cheapest_vendor"),
-            c.link.label("cheapest_link"),
-            c.price.label("cheapest_price"),
-            d.id.label("dearest_id"),
-            d.vendor.label("dearest_vendor"),
-            d.link.label("dearest_link"),
-            d.price.label("dearest_price"),
-            gap,
-            percent,
-        )
-        .select_from(cheap)
-        .join(dear, sa.and_(d.ornament_id == c.ornament_id, d.from_dearest == 1))
-        .join(ornaments, _o.id == c.ornament_id)
-        .where(c.from_cheapest == 1, c.shops >= 2)
-    )
+    query = sa.select(
+        _g.ornament_id.label("id"), *(column for column in _g if column.name not in _HIDDEN)
+    ).where(_g.condition == args["condition"], _g.shop_set == shop_set(args.get("vendor")))
+    if "year" in args:
+        query = query.where(_g.year == args["year"])
+    if "series" in args:
+        query = query.where(sa.func.lower(_g.series) == args["series"].lower())
     if "shop" in args:  # at one end of the gap
-        query = query.where(sa.or_(c.vendor == args["shop"], d.vendor == args["shop"]))
+        query = query.where(
+            sa.or_(_g.cheapest_vendor == args["shop"], _g.dearest_vendor == args["shop"])
+        )
     if "min_gap" in args:
-        query = query.where(gap >= args["min_gap"])
+        query = query.where(_g.gap >= args["min_gap"])
     if "min_gap_percent" in args:
-        query = query.where(percent >= args["min_gap_percent"])
+        query = query.where(_g.gap_percent >= args["min_gap_percent"])
     return query.subquery("gaps")
+
+
+def by_index(args: Mapping[str, Any]) -> bool:
+    """Whether a page walks its sort's index (pagination.keyset_page): not when `year` or
+    `series` keep few rows (sorting those few is cheaper than walking past the rest)."""
+    return not ("year" in args or "series" in args)

@@ -14,11 +14,11 @@ from flask import Response
 from flask_smorest import abort
 from marshmallow import fields, validate
 
-from christmas_spiders.catalog.rules import BOXED, CONDITIONS
+from christmas_spiders.catalog.rules import BOXED
+from christmas_spiders.storage.market import market_gaps
 from christmas_spiders.vendors import VENDORS
 from webapi import db, ornament_queries, pagination, schemas, v1
-from webapi.market import gap_history, gap_queries
-from webapi.ornament_queries import ORNAMENTS_MODIFIED
+from webapi.market import common, gap_history, gap_queries
 from webapi.pagination import SortKey
 
 blueprint = v1.Blueprint(
@@ -46,12 +46,11 @@ SORTS = sorts(gap_queries.gaps({"condition": BOXED}))
 SORT_CHOICES = [*SORTS, *(f"-{name}" for name in SORTS)]
 
 
+_CONDITION = "The condition compared: only offers in it count."
+
+
 class GapArgs(schemas.Query):
-    condition = fields.String(
-        load_default=BOXED,
-        validate=validate.OneOf(CONDITIONS),
-        metadata={"description": "The condition compared: only offers in it count."},
-    )
+    condition = common.condition_field(_CONDITION)
     year = fields.Integer(validate=validate.Range(schemas.YEAR_MIN, schemas.YEAR_MAX))
     series = schemas.text(metadata={"description": "Exact series name, any case."})
     vendor = schemas.vendor_ids(
@@ -89,13 +88,7 @@ class GapOffer(ma.Schema):
     link = fields.String()
 
 
-class Gap(ma.Schema):
-    ornament_id = fields.Integer(attribute="id")
-    year = fields.Integer()
-    name = fields.String()
-    series = fields.String(allow_none=True)
-    series_number = fields.Integer(allow_none=True)
-    item_number = fields.String(allow_none=True)
+class Gap(common.OrnamentRow):
     condition = fields.String()
     shops = fields.Integer(metadata={"description": "Shops with an offer in stock."})
     cheapest = fields.Nested(GapOffer)
@@ -110,6 +103,7 @@ class GapPage(ma.Schema):
     items = fields.List(fields.Nested(Gap))
     limit = fields.Integer()
     next_cursor = fields.String(allow_none=True)
+    as_of = common.as_of_field()
 
 
 def _gap(row: Any) -> dict[str, Any]:
@@ -138,9 +132,14 @@ def gap_page(args: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         args.get("cursor"),
         args["limit"],
         value_of=lambda row: row._mapping[key.column.key],
-        by_index=False,
+        by_index=gap_queries.by_index(args),
     )
     return [_gap(row) for row in rows], next_cursor
+
+
+def as_of() -> datetime | None:
+    """When the gaps were computed (the market views' last refresh)."""
+    return common.as_of(db.reader(), market_gaps.name)
 
 
 @blueprint.route("/market/gaps")
@@ -150,10 +149,12 @@ def list_gaps(args: dict[str, Any]):
     """Price gaps: every ornament with offers in stock, in one condition, at two or more shops;
     each shop's cheapest such offer stands for the shop; the cheapest and dearest shop's offer
     and the gap between them, in money and percent of the cheapest. Largest gap first by
-    default; pages follow `next_cursor`."""
+    default; pages follow `next_cursor`. Figures `as_of` the market views' last refresh (after
+    each crawl that changed anything)."""
     items, next_cursor = gap_page(args)
-    v1.set_last_modified(db.reader().execute(sa.select(ORNAMENTS_MODIFIED)).scalar())
-    return {"items": items, "limit": args["limit"], "next_cursor": next_cursor}
+    moment = as_of()
+    v1.set_last_modified(moment)
+    return {"items": items, "limit": args["limit"], "next_cursor": next_cursor, "as_of": moment}
 
 
 CSV_COLUMNS = (
@@ -208,16 +209,8 @@ def csv_response(args: dict[str, Any]) -> Response:
 
 
 class GapHistoryArgs(schemas.Query):
-    condition = fields.String(
-        load_default=BOXED,
-        validate=validate.OneOf(CONDITIONS),
-        metadata={"description": "The condition compared: only offers in it count."},
-    )
-    days = fields.Integer(
-        load_default=90,
-        validate=validate.Range(1, 365, error="must be from 1 to 365."),
-        metadata={"description": "How many days back, today included."},
-    )
+    condition = common.condition_field(_CONDITION)
+    days = common.days_field(1, "How many days back, today included.")
 
 
 class GapDay(ma.Schema):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
 import sqlalchemy as sa
 from marshmallow import fields, validate
 
+from christmas_spiders.storage.market import market_rarity
 from webapi import db, pagination, schemas, v1
-from webapi.market import rarity_queries
+from webapi.market import common, rarity_queries
 from webapi.pagination import SortKey
 
 blueprint = v1.Blueprint("market_rare", __name__, description="The market: the rarest ornaments.")
@@ -31,7 +32,7 @@ def sorts(table: sa.Subquery) -> dict[str, SortKey]:
     }
 
 
-SORTS = sorts(rarity_queries.rarity(datetime.now(UTC)))
+SORTS = sorts(rarity_queries.rarity({}))
 SORT_CHOICES = [*SORTS, *(f"-{name}" for name in SORTS)]
 DEFAULT_SORT = "in_stock_365"
 
@@ -55,13 +56,7 @@ class RareArgs(schemas.Query):
         pagination.check_cursor(data.get("cursor"), data.get("sort", DEFAULT_SORT))
 
 
-class Rarity(ma.Schema):
-    ornament_id = fields.Integer(attribute="id")
-    year = fields.Integer()
-    name = fields.String()
-    series = fields.String(allow_none=True)
-    series_number = fields.Integer(allow_none=True)
-    item_number = fields.String(allow_none=True)
+class Rarity(common.OrnamentRow):
     shops = fields.Integer(metadata={"description": "Shops listing it today."})
     in_stock_percent_90 = schemas.Money(
         metadata={"description": "Share of the last 90 days it was in stock at any shop, %."}
@@ -80,28 +75,29 @@ class RarityPage(ma.Schema):
     items = fields.List(fields.Nested(Rarity))
     limit = fields.Integer()
     next_cursor = fields.String(allow_none=True)
+    as_of = common.as_of_field()
 
 
-def rare_page(args: dict[str, Any], now: datetime) -> tuple[list[Any], str | None]:
-    """One page of ornaments' rarity for `args` (RareArgs) as of `now`, and the next cursor."""
-    table = rarity_queries.rarity(now)
-    query = sa.select(table)
-    if "year" in args:
-        query = query.where(table.c.year == args["year"])
-    if "series" in args:
-        query = query.where(sa.func.lower(table.c.series) == args["series"].lower())
+def rare_page(args: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """One page of ornaments' rarity for `args` (RareArgs), and the next cursor."""
+    table = rarity_queries.rarity(args)
     sort = args["sort"]
     key = sorts(table)[sort.lstrip("-")]
     return pagination.keyset_page(
         db.reader(),
-        query,
+        sa.select(table),
         key,
         sort,
         args.get("cursor"),
         args["limit"],
         value_of=lambda row: row._mapping[key.column.key],
-        by_index=False,
+        by_index=rarity_queries.by_index(args),
     )
+
+
+def as_of() -> datetime | None:
+    """When the figures were computed: the last refresh of the market views."""
+    return common.as_of(db.reader(), market_rarity.name)
 
 
 @blueprint.route("/market/rare")
@@ -110,11 +106,15 @@ def rare_page(args: dict[str, Any], now: datetime) -> tuple[list[Any], str | Non
 def list_rare(args: dict[str, Any]):
     """Rarity: per ornament, how many shops list it, the share of the last 90 and 365 days it
     was in stock at any shop (from the change history), and its price trend over 90 days. The
-    rarest (least in stock over the year) first by default; pages follow `next_cursor`."""
-    # No Last-Modified: the shares move with the clock, not only with the data (the ETag holds).
-    rows, next_cursor = rare_page(args, datetime.now(UTC))
+    rarest (least in stock over the year) first by default; pages follow `next_cursor`.
+    Figures `as_of` the market views' last refresh (after crawls that changed anything, and
+    daily: the shares move with the clock)."""
+    rows, next_cursor = rare_page(args)
+    moment = as_of()
+    v1.set_last_modified(moment)
     return {
         "items": [row._mapping for row in rows],
         "limit": args["limit"],
         "next_cursor": next_cursor,
+        "as_of": moment,
     }

@@ -73,7 +73,7 @@ def gaps_csv():
 def rare_page():
     """The rarest ornaments: the fewest days in stock at any shop over the last year first."""
     form = arguments(rare.RareArgs(exclude=("limit",)))
-    rows, next_cursor = rare.rare_page({**form, "limit": RARE_PER_PAGE}, datetime.now(UTC))
+    rows, next_cursor = rare.rare_page({**form, "limit": RARE_PER_PAGE})
     return render_template(
         "web/market_rare.html",
         args=form,

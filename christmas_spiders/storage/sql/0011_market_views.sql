@@ -5,7 +5,6 @@
 -- pre-order (christmas_spiders.domain.IN_STOCK).
 
 -- Each shop's cheapest offer in stock of each ornament in each condition (ties: the lower id).
--- A gap reads these; the API's `vendor` filter (which shops count) regroups them per request.
 CREATE MATERIALIZED VIEW market_offers AS
 SELECT DISTINCT ON (ornament_id, condition, vendor)
        ornament_id, condition, vendor, id AS product_id, price, link
@@ -15,23 +14,33 @@ SELECT DISTINCT ON (ornament_id, condition, vendor)
  ORDER BY ornament_id, condition, vendor, price, id;
 
 CREATE UNIQUE INDEX ix_market_offers_key ON market_offers (ornament_id, condition, vendor);
-CREATE INDEX ix_market_offers_condition ON market_offers (condition, vendor);
 
 -- Every gap: an ornament in a condition with offers in stock at two or more shops; the cheapest
 -- and the dearest shop's offer (ties by shop id), the gap in money and in percent of the
--- cheapest price (one decimal). The ornament's own columns ride along for the sorts and filters.
+-- cheapest price (one decimal). Once per set of shops that may count (`shop_set`, ids sorted:
+-- the API's `vendor` filter; every shop without it): 2^n - n - 1 sets of n shops, 4 for our 3.
+-- The ornament's own columns ride along for the sorts and filters.
 CREATE MATERIALIZED VIEW market_gaps AS
-WITH ranked AS (
-    SELECT ornament_id, condition, vendor, product_id, price, link,
-           row_number() OVER (PARTITION BY ornament_id, condition ORDER BY price, vendor)
-               AS from_cheapest,
-           row_number() OVER (PARTITION BY ornament_id, condition ORDER BY price DESC, vendor)
-               AS from_dearest,
-           count(*) OVER (PARTITION BY ornament_id, condition) AS shops
-      FROM market_offers
+WITH numbered AS (
+    SELECT id::text AS id, (row_number() OVER (ORDER BY id) - 1)::integer AS bit FROM vendors
+), shop_sets AS (  -- each as a bit mask of `numbered` (an integer sorts faster than an array)
+    SELECT m AS mask, array_agg(n.id ORDER BY n.id) AS shop_set
+      FROM generate_series(1, (1 << (SELECT count(*) FROM numbered)::integer) - 1) AS m
+      JOIN numbered n ON m & (1 << n.bit) <> 0
+     GROUP BY m HAVING count(*) >= 2
+), ranked AS (
+    SELECT s.mask, o.ornament_id, o.condition, o.vendor, o.product_id, o.price, o.link,
+           row_number() OVER (PARTITION BY o.ornament_id, o.condition, s.mask
+                              ORDER BY o.price, o.vendor) AS from_cheapest,
+           row_number() OVER (PARTITION BY o.ornament_id, o.condition, s.mask
+                              ORDER BY o.price DESC, o.vendor) AS from_dearest,
+           count(*) OVER (PARTITION BY o.ornament_id, o.condition, s.mask) AS shops
+      FROM market_offers o
+      JOIN numbered n ON n.id = o.vendor
+      JOIN shop_sets s ON s.mask & (1 << n.bit) <> 0
 )
-SELECT c.ornament_id, c.condition, o.year, o.name, o.series, o.series_number, o.item_number,
-       c.shops,
+SELECT s.shop_set, c.ornament_id, c.condition,
+       o.year, o.name, o.series, o.series_number, o.item_number, c.shops,
        c.product_id AS cheapest_id, c.vendor AS cheapest_vendor, c.link AS cheapest_link,
        c.price AS cheapest_price,
        d.product_id AS dearest_id, d.vendor AS dearest_vendor, d.link AS dearest_link,
@@ -39,17 +48,21 @@ SELECT c.ornament_id, c.condition, o.year, o.name, o.series, o.series_number, o.
        d.price - c.price AS gap,
        round(100 * (d.price - c.price) / nullif(c.price, 0), 1) AS gap_percent
   FROM ranked c
-  JOIN ranked d ON d.ornament_id = c.ornament_id AND d.condition = c.condition
-               AND d.from_dearest = 1
+  JOIN ranked d ON d.mask = c.mask AND d.ornament_id = c.ornament_id
+               AND d.condition = c.condition AND d.from_dearest = 1
+  JOIN shop_sets s ON s.mask = c.mask
   JOIN ornaments o ON o.id = c.ornament_id
  WHERE c.from_cheapest = 1 AND c.shops >= 2;
 
 -- One per sort the API offers (keyset pages walk them); the unique one also serves sort=id.
-CREATE UNIQUE INDEX ix_market_gaps_key ON market_gaps (condition, ornament_id);
-CREATE INDEX ix_market_gaps_gap ON market_gaps (condition, gap, ornament_id);
-CREATE INDEX ix_market_gaps_gap_percent ON market_gaps (condition, gap_percent, ornament_id);
-CREATE INDEX ix_market_gaps_year ON market_gaps (condition, year, ornament_id);
-CREATE INDEX ix_market_gaps_name ON market_gaps (condition, name, ornament_id);
+CREATE UNIQUE INDEX ix_market_gaps_key ON market_gaps (condition, shop_set, ornament_id);
+CREATE INDEX ix_market_gaps_gap ON market_gaps (condition, shop_set, gap, ornament_id);
+CREATE INDEX ix_market_gaps_gap_percent
+    ON market_gaps (condition, shop_set, gap_percent, ornament_id);
+CREATE INDEX ix_market_gaps_year ON market_gaps (condition, shop_set, year, ornament_id);
+CREATE INDEX ix_market_gaps_name ON market_gaps (condition, shop_set, name, ornament_id);
+-- The `series` filter (any case); `year` has its sort's index.
+CREATE INDEX ix_market_gaps_series ON market_gaps (condition, shop_set, lower(series));
 
 -- Rarity of every ornament with a linked offer, as of the refresh (now() is the refresh
 -- transaction's start): the shops listing it, the share of the last 90 and 365 days it was in
@@ -132,3 +145,4 @@ CREATE INDEX ix_market_rarity_in_stock_365 ON market_rarity (in_stock_percent_36
 CREATE INDEX ix_market_rarity_in_stock_90 ON market_rarity (in_stock_percent_90, ornament_id);
 CREATE INDEX ix_market_rarity_shops ON market_rarity (shops, ornament_id);
 CREATE INDEX ix_market_rarity_year ON market_rarity (year, ornament_id);
+CREATE INDEX ix_market_rarity_series ON market_rarity (lower(series));
