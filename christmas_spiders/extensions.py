@@ -8,6 +8,8 @@ process's counters to the run, sets its status, and logs a one-screen summary. A
 of the crawl broke (an exception in a signal handler or a component, see ``crawl_errors``,
 which counts every error the crawl logged); ``scrapy crawl`` then exits non-zero (see
 ``commands/crawl.py``). A crawl that stopped before its run opened is recorded failed too.
+When the run stored any change, the process that ends it then refreshes the market views
+(``storage.market``; a failure there is a warning and ``market/refresh_failed``, not the run's).
 
 With Redis (README "Scale out") several workers share the run. Each one enters it in Redis once
 the row is open (``SharedRequestScheduler.join_run``) and leaves it at close, after its items
@@ -40,7 +42,7 @@ from christmas_spiders.crawl_errors import FAILS_RUN
 from christmas_spiders.distributed.shared_run import Outcome, RunClosed
 from christmas_spiders.errors import one_line
 from christmas_spiders.quick.sync import summary_lines as quick_summary
-from christmas_spiders.storage import delisting, get_engine, runs, upgrade
+from christmas_spiders.storage import delisting, get_engine, market, runs, upgrade
 from christmas_spiders.storage.embedded import EmbeddedServerError
 
 logger = logging.getLogger(__name__)
@@ -186,11 +188,22 @@ class CrawlRunRecorder:
                     extra=FAILS_RUN,
                 )
                 status = "failed"
+        if changes and (not self.distributed or (outcome is not None and outcome.last)):
+            await asyncio.to_thread(self._refresh_market)
         # With Redis: the run's status as this worker left it ("running" while siblings
         # work; "failed" when it ended the run incomplete — and then it exits non-zero).
         stats.set_value(STATUS_STAT, status)
         self.errors.remove()
         logger.info(self._summary(spider, status, reason, counters, changes))
+
+    def _refresh_market(self) -> None:
+        """The run changed something and this process ended it: the market views follow
+        (storage.market). A failure is one warning and a stat, never the crawl's."""
+        done = market.refresh_quietly(get_engine(self.config), f"after crawl run {self.run_id}")
+        if done is None:
+            self.crawler.stats.inc_value("market/refresh_failed")
+        else:
+            self.crawler.stats.set_value("market/refresh_seconds", round(done.seconds, 2))
 
     def _status(self, reason: str) -> str:
         """This process's verdict: finished, or failed when items were dead-lettered or lost

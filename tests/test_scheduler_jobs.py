@@ -97,7 +97,9 @@ def test_jobs_are_created_for_exactly_vendors_times_listed_years_with_the_config
     expected |= {jobs.years_id(vendor) for vendor in VENDORS}
     expected |= {jobs.stale_id(vendor) for vendor in VENDORS}
     expected |= {jobs.quick_id(vendor) for vendor in VENDORS}
-    assert set(found) == expected
+    assert set(found) == expected | {jobs.MARKET_ID}
+    market = found[jobs.MARKET_ID]
+    assert (market.func, market.executor) == (jobs.refresh_market, jobs.INDEX_EXECUTOR)
 
     new_york = ZoneInfo("America/New_York")
     for vendor in VENDORS:
@@ -164,7 +166,7 @@ def test_a_changed_trigger_reschedules_the_jobs_and_a_paused_one_stays_paused(
 def test_a_shop_dropped_from_the_schedule_loses_its_jobs(configure) -> None:
     set_up(configure(SCHEDULE))
     after = set_up(configure({**SCHEDULE, "vendors": [OS]}))
-    assert {jobs.owner(job_id) for job_id in after} == {OS}
+    assert {jobs.owner(job_id) for job_id in after} == {OS, None}  # None: the market job
 
 
 def test_an_unreadable_year_index_keeps_the_jobs_and_is_read_again_later(configure) -> None:

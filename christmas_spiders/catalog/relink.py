@@ -5,7 +5,8 @@ rules), then linked year by year with `link_all`, one transaction per ornament y
 that year's lock (records.lock_years), so crawls storing meanwhile wait for the year at most
 and never see it half done. A product whose ornament changes gets a `relinked` row in
 product_changes (no crawl run; old and new ornament id). Ornaments no product is linked to
-any more are deleted at the end. Idempotent: a second run finds nothing to change.
+any more are deleted at the end, and the market views refreshed if anything changed
+(storage.market). Idempotent: a second run finds nothing to change.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from christmas_spiders.catalog.records import (
     parsed,
     write,
 )
+from christmas_spiders.storage import market
 from christmas_spiders.storage.retries import transient_retrying
 from christmas_spiders.storage.schema import ornaments, products
 
@@ -104,4 +106,6 @@ def relink(engine: Engine) -> Written:
     for year in ornament_years:
         what = f"relink: the unused ornaments of {year}"
         total += _in_transaction(engine, what, lambda c, y=year: _delete_orphans(c, y))
+    if total.products or total.ornaments_written or total.ornaments_deleted:
+        market.refresh_quietly(engine, "after the relink")  # offers count for new ornaments
     return total

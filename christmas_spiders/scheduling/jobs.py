@@ -6,6 +6,7 @@
 | ``sync:<vendor>:<year>`` | ``sync_year`` | ``scrapy crawl <vendor> -a year=<year>`` |
 | ``years:<vendor>`` | ``refresh_years`` | re-reads the year index; jobs follow the years |
 | ``stale:<vendor>`` | ``resync_stale`` | ``scrapy crawl <vendor> -a product_id=<id>``, each |
+| ``market`` | ``refresh_market`` | refreshes the market views daily (storage.market) |
 | ``run:<job id>`` | the job's own | a one-off run of that job now (``python scheduler.py run``) |
 
 Callables are module-level functions taking plain keyword arguments, so the job store can
@@ -29,6 +30,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.util import obj_to_ref
 
 from christmas_spiders.config.schedule import Schedule
@@ -37,6 +39,10 @@ from christmas_spiders.scheduling import triggers
 RUN_PREFIX = "run:"
 CRAWL_EXECUTOR = "default"  # threads that run crawls (schedule.max_crawls of them)
 INDEX_EXECUTOR = "index"  # threads that read year indexes, never queued behind crawls
+MARKET_ID = "market"
+# Daily, at night in the schedule's time zone: rarity's shares move with the clock, not only
+# with the crawls that refresh the market views too. Late by up to 6 h (scheduler down): still.
+MARKET_CRON, MARKET_GRACE = "30 4 * * *", 6 * 3600
 
 
 def sync_id(vendor: str, year: int) -> str:
@@ -68,7 +74,7 @@ def owner(job_id: str) -> str | None:
 def sort_key(job_id: str) -> tuple[Any, ...]:
     """sync jobs by vendor and year, then the per-vendor jobs, then one-off runs."""
     parts = job_id.split(":")
-    kinds = {"sync": 0, "years": 1, "stale": 2, "quick": 3, "run": 4}
+    kinds = {"sync": 0, "years": 1, "stale": 2, "quick": 3, "market": 4, "run": 5}
     year = int(parts[2]) if parts[0] == "sync" and len(parts) == 3 and parts[2].isdigit() else 0
     return (kinds.get(parts[0], 5), parts[1] if len(parts) > 1 else "", year, job_id)
 
@@ -86,6 +92,7 @@ class JobWork(Protocol):
     def refresh_years(self, vendor: str) -> None: ...
     def resync_stale(self, vendor: str) -> None: ...
     def quick_sync(self, vendor: str) -> None: ...
+    def refresh_market(self) -> None: ...
 
 
 _thread = threading.local()
@@ -121,6 +128,11 @@ def resync_stale(vendor: str) -> None:
 def quick_sync(vendor: str) -> None:
     """``scrapy crawl <vendor> -a mode=quick``: every listing, only the pages that must be read."""
     _work().quick_sync(vendor)
+
+
+def refresh_market() -> None:
+    """Refresh the market views (storage.market)."""
+    _work().refresh_market()
 
 
 # -- the job set ---------------------------------------------------------------------------------
@@ -200,6 +212,19 @@ def vendor_specs(schedule: Schedule, vendor: str, listed: Iterable[int]) -> list
             )
         )
     return specs
+
+
+def market_spec(schedule: Schedule) -> JobSpec:
+    """The daily refresh of the market views."""
+    return JobSpec(
+        id=MARKET_ID,
+        name="market views refresh",
+        func=refresh_market,
+        kwargs={},
+        trigger=CronTrigger.from_crontab(MARKET_CRON, timezone=ZoneInfo(schedule.timezone)),
+        misfire_grace_time=MARKET_GRACE,
+        executor=INDEX_EXECUTOR,  # never queued behind crawls
+    )
 
 
 @dataclass

@@ -23,6 +23,7 @@ from christmas_spiders.config import Config
 from christmas_spiders.config.schedule import format_duration
 from christmas_spiders.scheduling import jobs, years
 from christmas_spiders.scheduling.runner import Crawl, CrawlRunner
+from christmas_spiders.storage import market
 from christmas_spiders.storage.schema import products
 from christmas_spiders.vendors import VENDORS
 
@@ -111,6 +112,10 @@ class Runtime:
                 jobs.span(listing.years),
                 changes,
             )
+
+    def refresh_market(self) -> None:
+        with self.job():
+            market.refresh_quietly(self.engine, "by the daily job")
 
     def resync_stale(self, vendor: str) -> None:
         with self.job():

@@ -161,8 +161,14 @@ class JobScheduler:
         return self.exit_status
 
     def set_up_jobs(self, scheduler: BaseScheduler, lock: AbstractContextManager[Any]) -> None:
-        """The jobs of every configured shop, from its listed years; shops no longer configured
-        lose theirs. An unreadable year index keeps the shop's jobs as they are."""
+        """The daily refresh of the market views; the jobs of every configured shop, from its
+        listed years; shops no longer configured lose theirs. An unreadable year index keeps the
+        shop's jobs as they are."""
+        market = jobs.reconcile(
+            scheduler, lock, [jobs.market_spec(self.schedule)], removable=lambda _: False
+        )
+        if market.added or market.changed or market.rescheduled:
+            logger.info("market views: refreshed daily (%s)", jobs.MARKET_CRON)
         for vendor in VENDORS:
             if self.stopping.is_set():
                 return

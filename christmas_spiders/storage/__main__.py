@@ -4,6 +4,7 @@ python -m christmas_spiders.storage upgrade        create or upgrade the schema 
 python -m christmas_spiders.storage check          exit 1 unless the schema is current
 python -m christmas_spiders.storage replay FILE    load a dead-letter file into products
 python -m christmas_spiders.storage sweep          close crawl runs whose processes are gone
+python -m christmas_spiders.storage refresh-market refresh the market views (storage.market)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from christmas_spiders import config
 from christmas_spiders.errors import one_line
 from christmas_spiders.normalize import parse_price
-from christmas_spiders.storage import deadletter, runs
+from christmas_spiders.storage import deadletter, market, runs
 from christmas_spiders.storage.database import SchemaMismatch, check_schema, get_engine, upgrade
 from christmas_spiders.storage.products import UpsertResult, upsert_products
 
@@ -62,6 +63,18 @@ def _sweep(settings: config.Config) -> int:
     return 0
 
 
+def _refresh_market(settings: config.Config) -> int:
+    engine = get_engine(settings)
+    try:
+        check_schema(engine)
+        with engine.begin() as connection:
+            market.refresh_market(connection)  # logs what it took
+    except (SchemaMismatch, SQLAlchemyError) as error:
+        logger.error("%s", one_line(error))
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m christmas_spiders.storage")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     replay = commands.add_parser("replay", help="load a dead-letter file")
     replay.add_argument("file", type=Path)
     commands.add_parser("sweep", help="close crawl runs whose processes are gone (abandoned)")
+    commands.add_parser("refresh-market", help="refresh the market views (price gaps, rarity)")
     args = parser.parse_args(argv)
 
     settings = config.load_for_command()
@@ -85,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("schema is current")
     elif args.command == "sweep":
         return _sweep(settings)
+    elif args.command == "refresh-market":
+        return _refresh_market(settings)
     else:
         if not args.file.is_file():
             logger.error("no such file: %s", args.file)
