@@ -75,6 +75,8 @@ OPERATIONS = [
     "/v1/market/gaps.csv",
     "/v1/market/gaps/{ornament_id}/history",
     "/v1/market/rare",
+    "/v1/market/years",
+    "/v1/market/years.csv",
     "/v1/market/years/{year}",
     "/v1/market/years/{year}.csv",
 ]

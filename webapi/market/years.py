@@ -1,10 +1,9 @@
-"""/v1/market/years/<year>: the chain-linked price index of one year's ornaments (issue #21,
-see year_index), as JSON or CSV."""
+"""/v1/market/years and /v1/market/years/<year>: the chain-linked price index of the ornaments
+of each year of release (issue #21, see year_index), every year on one chart's data or one
+year, as JSON or CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,9 +12,8 @@ from flask import Response
 from flask_smorest import abort
 from marshmallow import fields, validate
 
-from christmas_spiders.catalog.rules import BOXED, CONDITIONS
 from webapi import db, schemas, v1
-from webapi.market import year_index
+from webapi.market import common, year_index
 
 blueprint = v1.Blueprint(
     "market_years", __name__, description="The market: a price index per year of release."
@@ -23,15 +21,34 @@ blueprint = v1.Blueprint(
 
 
 class YearIndexArgs(schemas.Query):
-    condition = fields.String(
-        load_default=BOXED,
-        validate=validate.OneOf(CONDITIONS),
-        metadata={"description": "The condition priced: only offers in it count."},
+    condition = common.condition_field("The condition priced: only offers in it count.")
+    days = common.days_field(2, "How many days back, today included (100 on the first).")
+
+
+def _year_field(**kwargs: Any) -> fields.Integer:
+    return fields.Integer(validate=validate.Range(schemas.YEAR_MIN, schemas.YEAR_MAX), **kwargs)
+
+
+class YearsArgs(YearIndexArgs):
+    year = fields.List(
+        _year_field(),
+        metadata={"description": "These years (repeatable); else every year with a point."},
     )
-    days = fields.Integer(
-        load_default=90,
-        validate=validate.Range(2, 365, error="must be from 2 to 365."),
-        metadata={"description": "How many days back, today included (100 on the first)."},
+    from_ = _year_field(data_key="from", metadata={"description": "Years from this one."})
+    to = _year_field(metadata={"description": "Years up to this one."})
+
+    @ma.validates_schema
+    def _one_way(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "year" in data and ("from_" in data or "to" in data):
+            raise ma.ValidationError("give `year`, or `from` and `to`, not both.", "year")
+        if data.get("from_", schemas.YEAR_MIN) > data.get("to", schemas.YEAR_MAX):
+            raise ma.ValidationError("must not be after `to`.", "from")
+
+
+def _as_of() -> fields.DateTime:
+    return fields.DateTime(
+        allow_none=True,
+        metadata={"description": "When the steps were last refreshed (null: never, no points)."},
     )
 
 
@@ -44,21 +61,63 @@ class IndexPoint(ma.Schema):
     )
 
 
-class YearIndex(ma.Schema):
+class YearPoints(ma.Schema):
     year = fields.Integer()
-    condition = fields.String()
     points = fields.List(fields.Nested(IndexPoint))
 
 
-def _points(year: int, args: dict[str, Any]) -> list[Any]:
-    return year_index.year_index(
-        db.reader(), year, args["condition"], args["days"], datetime.now(UTC)
+class YearIndex(YearPoints):
+    condition = fields.String()
+    as_of = _as_of()
+
+
+class YearIndexes(ma.Schema):
+    condition = fields.String()
+    days = fields.Integer()
+    as_of = _as_of()
+    years = fields.List(fields.Nested(YearPoints))
+
+
+def _indexes(args: dict[str, Any], years: list[int] | None) -> dict[int, list[Any]]:
+    return year_index.year_indexes(
+        db.reader(),
+        years,
+        args["condition"],
+        args["days"],
+        datetime.now(UTC),
+        args.get("from_", schemas.YEAR_MIN),
+        args.get("to", schemas.YEAR_MAX),
     )
 
 
 def _check_year(year: int) -> None:
     if not schemas.YEAR_MIN <= year <= schemas.YEAR_MAX:
         abort(404, message=f"no year {year}.")
+
+
+@blueprint.route("/market/years")
+@blueprint.arguments(YearsArgs(), location="query")
+@blueprint.response(200, YearIndexes)
+def get_year_indexes(args: dict[str, Any]):
+    """The price index of every year of release (or of `year`, or `from`–`to`) on the same
+    days, for one chart: each 100 on the window's first day, with the ornaments behind each
+    point. Without `year`, only the years with an ornament priced in the window."""
+    found = _indexes(args, args.get("year"))
+    return {
+        "condition": args["condition"],
+        "days": args["days"],
+        "as_of": year_index.as_of(db.reader()),
+        "years": [{"year": year, "points": rows} for year, rows in found.items()],
+    }
+
+
+@blueprint.route("/market/years.csv")
+@blueprint.arguments(YearsArgs(), location="query")
+@blueprint.response(200, **schemas.csv_answer("year,day,index,ornaments,matched: long form."))
+def export_year_indexes(args: dict[str, Any]):
+    """Every year's index as CSV, a line per year and day (oldest first within each year)."""
+    rows = [row._mapping for rows in _indexes(args, args.get("year")).values() for row in rows]
+    return schemas.csv_download("index-years.csv", ("year", *CSV_COLUMNS), rows)
 
 
 @blueprint.route("/market/years/<int:year>")
@@ -70,18 +129,17 @@ def get_year_index(args: dict[str, Any], year: int):
     selling out or disappearing does not move it), 100 on the first day, with the ornaments
     behind each point."""
     _check_year(year)
-    rows = _points(year, args)
-    return {"year": year, "condition": args["condition"], "points": [r._mapping for r in rows]}
+    return {
+        "year": year,
+        "condition": args["condition"],
+        "as_of": year_index.as_of(db.reader()),
+        "points": _indexes(args, [year]).get(year, []),
+    }
 
 
 @blueprint.route("/market/years/<int:year>.csv")
 @blueprint.arguments(YearIndexArgs(), location="query")
-@blueprint.response(
-    200,
-    {"type": "string"},
-    content_type="text/csv",
-    description="day,index,ornaments,matched: one line a day, oldest first.",
-)
+@blueprint.response(200, **schemas.csv_answer("day,index,ornaments,matched: a line a day."))
 def export_year_index(args: dict[str, Any], year: int):
     """The year index as CSV, to set beside any other daily series."""
     _check_year(year)
@@ -91,16 +149,8 @@ def export_year_index(args: dict[str, Any], year: int):
 def csv_response(year: int, args: dict[str, Any]) -> Response:
     """The index of `year` for `args` (YearIndexArgs) as a CSV download (the API's and the
     web page's)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for row in _points(year, args):
-        writer.writerow([row._mapping[name] for name in CSV_COLUMNS])
-    return Response(
-        buffer.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="index-{year}.csv"'},
-    )
+    rows = [row._mapping for row in _indexes(args, [year]).get(year, [])]
+    return schemas.csv_download(f"index-{year}.csv", CSV_COLUMNS, rows)
 
 
 CSV_COLUMNS = ("day", "index", "ornaments", "matched")
