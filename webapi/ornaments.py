@@ -11,6 +11,7 @@ import marshmallow as ma
 import sqlalchemy as sa
 from flask_smorest import abort
 from marshmallow import fields, validate
+from sqlalchemy.engine import Connection, Row
 
 from christmas_spiders.catalog import rules
 from christmas_spiders.storage.schema import ornaments, products
@@ -146,11 +147,7 @@ def get_ornament(args: dict[str, Any], ornament_id: int):
     in stock cheapest first, then pre-order, out of stock, delisted), and its cheapest offer in
     stock, boxed and in any condition."""
     connection = db.reader()
-    found = None
-    if ornament_id <= schemas.BIGINT_MAX:
-        found = ornament_queries.ornament(connection, ornament_id)
-    if found is None:
-        abort(404, message=f"no ornament {ornament_id}.")
+    found = ornament_or_404(connection, ornament_id)
     rows = connection.execute(
         product_rows().where(_p.ornament_id == ornament_id).order_by(*OFFER_ORDER)
     ).all()
@@ -161,6 +158,16 @@ def get_ornament(args: dict[str, Any], ornament_id: int):
         "created_at": found.created_at,
         "offers": product_history.offers(connection, rows, args),
     }
+
+
+def ornament_or_404(connection: Connection, ornament_id: int) -> Row:
+    """The ornament `ornament_id`, or a 404 naming it (the ornament page, a gap's history)."""
+    found = None
+    if ornament_id <= schemas.BIGINT_MAX:
+        found = ornament_queries.ornament(connection, ornament_id)
+    if found is None:
+        abort(404, message=f"no ornament {ornament_id}.")
+    return found
 
 
 def offer_moments(rows: Sequence[Any]) -> list:

@@ -107,6 +107,21 @@ def limit_field() -> ma.fields.Integer:
     )
 
 
+def keyset_args(sorts: dict[str, SortKey], default_sort: str) -> type[ma.Schema]:
+    """A base for a keyset list's query schema: its `limit` and `cursor`, the cursor checked
+    against the `sort` it was made for (`default_sort` when none is given)."""
+
+    class KeysetArgs(ma.Schema):
+        limit = limit_field()
+        cursor = CursorField(sorts)
+
+        @ma.validates_schema
+        def _check_cursor(self, data: dict[str, Any], **_kwargs) -> None:
+            check_cursor(data.get("cursor"), data.get("sort", default_sort))
+
+    return KeysetArgs
+
+
 class CursorField(ma.fields.String):
     """The `cursor` query parameter: decoded and checked against the sort orders offered."""
 

@@ -144,9 +144,7 @@ def _as_json(row: Mapping[str, Any]) -> dict[str, Any]:
 @blueprint.arguments(ProductFilters(), location="query")
 @blueprint.response(
     200,
-    {"type": "string"},
-    content_type="text/csv",
-    description="Every matching product, one per line, in `sort` order (no pagination).",
+    **schemas.csv_answer("Every matching product, one per line, in `sort` order (no pagination)."),
 )
 def export_products(args: dict[str, Any]):
     """The product list as CSV: the same filters and sort as /v1/products, every match."""

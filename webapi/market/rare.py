@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import marshmallow as ma
@@ -10,7 +9,7 @@ import sqlalchemy as sa
 from marshmallow import fields, validate
 
 from christmas_spiders.storage.market import market_rarity
-from webapi import db, pagination, schemas, v1
+from webapi import pagination, schemas, v1
 from webapi.market import common, rarity_queries
 from webapi.pagination import SortKey
 
@@ -37,7 +36,7 @@ SORT_CHOICES = [*SORTS, *(f"-{name}" for name in SORTS)]
 DEFAULT_SORT = "in_stock_365"
 
 
-class RareArgs(schemas.Query):
+class RareArgs(schemas.Query, pagination.keyset_args(SORTS, DEFAULT_SORT)):
     year = fields.Integer(validate=validate.Range(schemas.YEAR_MIN, schemas.YEAR_MAX))
     series = schemas.text(metadata={"description": "Exact series name, any case."})
     sort = fields.String(
@@ -48,12 +47,6 @@ class RareArgs(schemas.Query):
             "the share of the last 365 days in stock, lists the rarest first."
         },
     )
-    limit = pagination.limit_field()
-    cursor = pagination.CursorField(SORTS)
-
-    @ma.validates_schema
-    def _check(self, data: dict[str, Any], **_kwargs) -> None:
-        pagination.check_cursor(data.get("cursor"), data.get("sort", DEFAULT_SORT))
 
 
 class Rarity(common.OrnamentRow):
@@ -81,23 +74,7 @@ class RarityPage(ma.Schema):
 def rare_page(args: dict[str, Any]) -> tuple[list[Any], str | None]:
     """One page of ornaments' rarity for `args` (RareArgs), and the next cursor."""
     table = rarity_queries.rarity(args)
-    sort = args["sort"]
-    key = sorts(table)[sort.lstrip("-")]
-    return pagination.keyset_page(
-        db.reader(),
-        sa.select(table),
-        key,
-        sort,
-        args.get("cursor"),
-        args["limit"],
-        value_of=lambda row: row._mapping[key.column.key],
-        by_index=rarity_queries.by_index(args),
-    )
-
-
-def as_of() -> datetime | None:
-    """When the figures were computed: the last refresh of the market views."""
-    return common.as_of(db.reader(), market_rarity.name)
+    return common.keyset_page(table, sorts(table), args, by_index=rarity_queries.by_index(args))
 
 
 @blueprint.route("/market/rare")
@@ -110,11 +87,4 @@ def list_rare(args: dict[str, Any]):
     Figures `as_of` the market views' last refresh (after crawls that changed anything, and
     daily: the shares move with the clock)."""
     rows, next_cursor = rare_page(args)
-    moment = as_of()
-    v1.set_last_modified(moment)
-    return {
-        "items": [row._mapping for row in rows],
-        "limit": args["limit"],
-        "next_cursor": next_cursor,
-        "as_of": moment,
-    }
+    return common.page_answer([row._mapping for row in rows], next_cursor, args, market_rarity.name)
