@@ -291,8 +291,9 @@ def summary_lines(stats: dict[str, Any]) -> list[str]:
     days, quota, overdue = plan.get("refresh_days"), plan.get("quota", 0), plan.get("overdue", 0)
     if plan.get("rule") == rules.OVERDUE:
         lines.append(
-            f"refresh   overdue rule (full syncs re-read every page): the {overdue} of "
-            f"{plan['listed']} pages older than {days} days, at most {quota} a sync"
+            f"refresh   overdue rule (full syncs re-read every page): {min(quota, overdue)} "
+            f"re-read of the {overdue} pages older than {days} days (at most {quota} a sync; "
+            f"{plan['listed']} listed)"
         )
     else:
         lines.append(
