@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders import config, logs
 from christmas_spiders.processes import crawl_command
-from christmas_spiders.storage import get_engine, upgrade
+from christmas_spiders.storage import get_engine, market_index, upgrade
 from christmas_spiders.vendors import VENDORS
 from demo.shops import Move, a_day_later, expected_changes, start_replica
 from tests.replica.client import Replica
@@ -68,7 +68,8 @@ def sync(replica: Replica) -> list[str]:
 
 def date_back_a_day(engine: Engine) -> None:
     """Every timestamp of every table, a day earlier: what the database would hold had the
-    first sync run yesterday. The history trigger ignores these columns."""
+    first sync run yesterday. The history trigger ignores these columns; the year index's
+    precomputed steps are rebuilt from the moved history (a refresh only adds days)."""
     query = sa.text(
         "SELECT c.table_name, c.column_name FROM information_schema.columns c"
         " JOIN information_schema.tables t USING (table_schema, table_name)"
@@ -84,6 +85,7 @@ def date_back_a_day(engine: Engine) -> None:
         for table, names in columns.items():
             moved = ", ".join(f"{name} = {name} - interval '1 day'" for name in names)
             connection.execute(sa.text(f"UPDATE {quote(table)} SET {moved}"))
+        market_index.refresh_year_index(connection, rebuild=True)
 
 
 def _print_day(moves: list[Move]) -> None:

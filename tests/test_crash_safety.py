@@ -93,11 +93,16 @@ def test_demo_tells_a_day_at_the_shops_on_a_fresh_embedded_database(
             delisted = connection.execute(
                 sa.text("SELECT count(*) FROM products WHERE delisted_at IS NOT NULL")
             ).scalar()
+            # The year index saw both days: day 2's steps match ornaments priced on day 1.
+            matched_on_day_2 = connection.execute(
+                sa.text("SELECT sum(matched) FROM market_year_steps WHERE day = current_date")
+            ).scalar()
         engine.dispose()
     finally:
         server.close()
     assert timedelta(days=1) <= last - first < timedelta(days=1, hours=1)
     assert delisted == DAY["gone"] * len(VENDORS)
+    assert matched_on_day_2 and matched_on_day_2 > 0
 
 
 def test_first_crawls_on_fresh_embedded_databases_log_no_error(replica: Replica) -> None:
