@@ -739,7 +739,7 @@ def test_an_announced_quick_sync_is_worked_by_two_workers(
         replica.set_product(HOOH, key, price=str(before[key]["price"] + 1))
     served = len(replica.requests(HOOH, "product"))
 
-    run_id = announce(HOOH, env, base_url=origin, mode="quick")
+    run_id = announce(HOOH, env, base_url=origin, mode="quick", refresh="spread")
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     workers = [start_crawl(HOOH, env, log, {"run_id": str(run_id)}) for log in logs]
     outputs = [wait(worker, log) for worker, log in zip(workers, logs, strict=True)]
@@ -747,6 +747,7 @@ def test_an_announced_quick_sync_is_worked_by_two_workers(
     assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:]
     row = run_row(engine, run_id)
     assert (row["status"], row["arguments"]["mode"]) == ("finished", "quick")
+    assert row["stats"]["quick/refresh/rule"] == "spread"  # the run's argument, for both workers
     after = stored(engine, HOOH)
     assert {key for key in after if after[key]["price"] != before[key]["price"]} == set(changed)
     assert all(product["delisted_at"] is None for product in after.values())

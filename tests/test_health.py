@@ -502,9 +502,17 @@ def test_a_distributed_run_is_judged_once_on_every_workers_counts(
 def test_a_quick_sync_of_a_broken_theme_keeps_prices(
     replica_reset: Replica, crawled: str, health_engine: Engine, tmp_path: Path
 ) -> None:
-    """A quick sync reads few pages (here the one due for a refresh) and confirms the other
+    """A quick sync reads few pages (here the one overdue for a refresh) and confirms the other
     products from their tiles: the page read that lost its price is judged on its own."""
     replica = replica_reset
+    with health_engine.begin() as connection:  # a priced page older than quick_refresh_days (7)
+        listed = (products.c.vendor == OS, products.c.price.is_not(None))
+        due = connection.execute(sa.select(sa.func.min(products.c.id)).where(*listed)).scalar()
+        connection.execute(
+            sa.update(products)
+            .where(products.c.id == due)
+            .values(page_read_at=sa.func.now() - sa.text("interval '8 days'"))
+        )
     before = snapshot(health_engine)
     replica.theme(OS, "price")  # product pages only: the listing tiles still show prices
     result = crawl(OS, replica, crawled, tmp_path, year=YEARS, mode="quick")
