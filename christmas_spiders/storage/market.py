@@ -4,8 +4,9 @@ The price gaps and rarity are materialized views (migration 0011); `refresh_mark
 them, step by step in dependency order, each `REFRESH MATERIALIZED VIEW CONCURRENTLY` (readers
 keep reading the previous rows until the transaction commits), under a transaction-level
 advisory lock so that two refreshes never interleave: the second waits, then refreshes again
-from what the first could not see. Each step's end time and duration go to
-`market_refreshes`, the `as_of` of the market answers.
+from what the first could not see. `market_refreshes` gets each step's duration and the
+refresh's moment: its transaction's start, the `now()` rarity counts to, and the `as_of` of the
+market answers (their figures are at least that fresh).
 
 It runs when a crawl run that stored any change ends (extensions.CrawlRunRecorder), after a
 relink (catalog.relink), daily from the scheduler (rarity's shares move with the clock), and by
