@@ -146,3 +146,28 @@ def test_the_refresh_market_command(database_url: str, engine: Engine, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "market views refreshed in" in result.stdout
     assert views(engine) == (2, 2)
+
+
+def test_two_shops_at_one_price_are_the_two_ends_of_a_gap_of_nothing(engine: Engine) -> None:
+    """A tie is still a gap between two shops: the cheapest end is one shop, the dearest the
+    other (the dearest end once picked the same shop as the cheapest)."""
+    tie = [
+        _item(HOH, "tie-h", "2017 Tie Bell", "QX7002", "15.00"),
+        _item(HO, "tie-m", "2017 Tie Bell", "QX7002", "15.00"),
+    ]
+    with engine.begin() as connection:
+        upsert_products(connection, tie)
+        market.refresh_market(connection)
+    with engine.connect() as connection:
+        ends = connection.execute(
+            sa.select(
+                market.market_gaps.c.cheapest_vendor,
+                market.market_gaps.c.dearest_vendor,
+                market.market_gaps.c.gap,
+            )
+        ).all()
+    # One row for every set of shops that may count (all of them, and the pair).
+    assert len(ends) == 2
+    assert {(frozenset((cheapest, dearest)), gap) for cheapest, dearest, gap in ends} == {
+        (frozenset((HOH, HO)), 0)
+    }

@@ -16,7 +16,8 @@ SELECT DISTINCT ON (ornament_id, condition, vendor)
 CREATE UNIQUE INDEX ix_market_offers_key ON market_offers (ornament_id, condition, vendor);
 
 -- Every gap: an ornament in a condition with offers in stock at two or more shops; the cheapest
--- and the dearest shop's offer (ties by shop id), the gap in money and in percent of the
+-- and the dearest shop's offer (ties: the cheapest end takes the lower shop id, the dearest
+-- the higher, so the ends are two shops), the gap in money and in percent of the
 -- cheapest price (one decimal). Once per set of shops that may count (`shop_set`, ids sorted:
 -- the API's `vendor` filter; every shop without it): 2^n - n - 1 sets of n shops, 4 for our 3.
 -- The ornament's own columns ride along for the sorts and filters.
@@ -33,7 +34,7 @@ WITH numbered AS (
            row_number() OVER (PARTITION BY o.ornament_id, o.condition, s.mask
                               ORDER BY o.price, o.vendor) AS from_cheapest,
            row_number() OVER (PARTITION BY o.ornament_id, o.condition, s.mask
-                              ORDER BY o.price DESC, o.vendor) AS from_dearest,
+                              ORDER BY o.price DESC, o.vendor DESC) AS from_dearest,
            count(*) OVER (PARTITION BY o.ornament_id, o.condition, s.mask) AS shops
       FROM market_offers o
       JOIN numbered n ON n.id = o.vendor
