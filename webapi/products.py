@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, jsonify
+from flask import jsonify
 from flask_smorest import abort
 from marshmallow import fields, validate
 from sqlalchemy.engine import Connection
 
 from christmas_spiders.domain import AVAILABILITY
 from christmas_spiders.storage.schema import products
-from webapi import db, pagination, product_history, schemas, v1
+from webapi import csv_export, db, pagination, product_history, schemas, v1
 from webapi.pagination import SortKey
 from webapi.product_queries import (
     CATALOG_MODIFIED,
@@ -144,7 +142,7 @@ def _as_json(row: Mapping[str, Any]) -> dict[str, Any]:
 @blueprint.arguments(ProductFilters(), location="query")
 @blueprint.response(
     200,
-    **schemas.csv_answer("Every matching product, one per line, in `sort` order (no pagination)."),
+    **csv_export.answer("Every matching product, one per line, in `sort` order (no pagination)."),
 )
 def export_products(args: dict[str, Any]):
     """The product list as CSV: the same filters and sort as /v1/products, every match."""
@@ -152,25 +150,13 @@ def export_products(args: dict[str, Any]):
     query = pagination.ordered_all(filtered(args), SORTS[sort.lstrip("-")], sort)
     engine = db.databases().reader  # its own connection: the stream outlives the request
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(CSV_COLUMNS)
+    def rows() -> Iterator[Mapping[str, Any]]:
         with engine.connect() as connection:
             streaming = connection.execution_options(stream_results=True, yield_per=1000)
-            for partition in streaming.execute(query).partitions():
-                for row in partition:
-                    writer.writerow([schemas.csv_cell(row._mapping[name]) for name in CSV_COLUMNS])
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
+            for row in streaming.execute(query):
+                yield row._mapping
 
-    return Response(
-        lines(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": 'attachment; filename="products.csv"'},
-    )
+    return csv_export.download("products.csv", CSV_COLUMNS, rows())
 
 
 def _product(connection: Connection, product_id: int) -> dict[str, Any]:

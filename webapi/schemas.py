@@ -3,15 +3,12 @@ and document it and every answer in the OpenAPI document)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
-from flask import Response
 from marshmallow import fields, validate
 
 from christmas_spiders.catalog.rules import CONDITIONS, FLAGS
@@ -425,34 +422,4 @@ class SeriesDetail(ma.Schema):
     )
     unnumbered = fields.List(
         fields.Nested(OrnamentSummary), metadata={"description": "Its ornaments without a number."}
-    )
-
-
-def csv_cell(value: Any) -> Any:
-    """A value as a CSV export writes it (the product list and the price gaps)."""
-    # A cell a spreadsheet would run as a formula is quoted as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
-
-
-def csv_answer(description: str) -> dict[str, Any]:
-    """A CSV export's answer as the OpenAPI document shows it:
-    `@blueprint.response(200, **csv_answer(description))`."""
-    return {"schema": {"type": "string"}, "content_type": "text/csv", "description": description}
-
-
-def csv_download(
-    filename: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
-) -> Response:
-    """`rows` (mappings with `columns`) as a CSV download named `filename`, cells by csv_cell."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([csv_cell(row[name]) for name in columns])
-    return Response(
-        buffer.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -14,7 +14,7 @@ from marshmallow import fields, validate
 from christmas_spiders.catalog.rules import BOXED
 from christmas_spiders.storage.market import market_gaps
 from christmas_spiders.vendors import VENDORS
-from webapi import db, pagination, schemas, v1
+from webapi import csv_export, db, pagination, schemas, v1
 from webapi.market import common, gap_history, gap_queries
 from webapi.ornaments import ornament_or_404
 from webapi.pagination import SortKey
@@ -156,7 +156,7 @@ CSV_COLUMNS = (
 @blueprint.route("/market/gaps.csv")
 @blueprint.arguments(GapArgs(), location="query")
 @blueprint.response(
-    200, **schemas.csv_answer("Every matching gap, one per line, in `sort` order (no pagination).")
+    200, **csv_export.answer("Every matching gap, one per line, in `sort` order (no pagination).")
 )
 def export_gaps(args: dict[str, Any]):
     """The price gaps as CSV: the same filters and sort as /v1/market/gaps, every match."""
@@ -169,7 +169,7 @@ def csv_response(args: dict[str, Any]) -> Response:
     sort = args["sort"]
     query = pagination.ordered_all(sa.select(table), sorts(table)[sort.lstrip("-")], sort)
     rows = db.reader().execute(query).mappings()  # one per gap: 23,249 at the bench's size
-    return schemas.csv_download("price-gaps.csv", CSV_COLUMNS, rows)
+    return csv_export.download("price-gaps.csv", CSV_COLUMNS, rows)
 
 
 class GapHistoryArgs(schemas.Query):

@@ -12,7 +12,7 @@ from flask import Response
 from flask_smorest import abort
 from marshmallow import fields, validate
 
-from webapi import db, schemas, v1
+from webapi import csv_export, db, schemas, v1
 from webapi.market import common, year_index
 
 blueprint = v1.Blueprint(
@@ -113,11 +113,11 @@ def get_year_indexes(args: dict[str, Any]):
 
 @blueprint.route("/market/years.csv")
 @blueprint.arguments(YearsArgs(), location="query")
-@blueprint.response(200, **schemas.csv_answer("year,day,index,ornaments,matched: long form."))
+@blueprint.response(200, **csv_export.answer("year,day,index,ornaments,matched: long form."))
 def export_year_indexes(args: dict[str, Any]):
     """Every year's index as CSV, a line per year and day (oldest first within each year)."""
     rows = [row._mapping for rows in _indexes(args, args.get("year")).values() for row in rows]
-    return schemas.csv_download("index-years.csv", ("year", *CSV_COLUMNS), rows)
+    return csv_export.download("index-years.csv", ("year", *CSV_COLUMNS), rows)
 
 
 @blueprint.route("/market/years/<int:year>")
@@ -139,7 +139,7 @@ def get_year_index(args: dict[str, Any], year: int):
 
 @blueprint.route("/market/years/<int:year>.csv")
 @blueprint.arguments(YearIndexArgs(), location="query")
-@blueprint.response(200, **schemas.csv_answer("day,index,ornaments,matched: a line a day."))
+@blueprint.response(200, **csv_export.answer("day,index,ornaments,matched: a line a day."))
 def export_year_index(args: dict[str, Any], year: int):
     """The year index as CSV, to set beside any other daily series."""
     _check_year(year)
@@ -150,7 +150,7 @@ def csv_response(year: int, args: dict[str, Any]) -> Response:
     """The index of `year` for `args` (YearIndexArgs) as a CSV download (the API's and the
     web page's)."""
     rows = [row._mapping for row in _indexes(args, [year]).get(year, [])]
-    return schemas.csv_download(f"index-{year}.csv", CSV_COLUMNS, rows)
+    return csv_export.download(f"index-{year}.csv", CSV_COLUMNS, rows)
 
 
 CSV_COLUMNS = ("day", "index", "ornaments", "matched")
