@@ -231,6 +231,9 @@ def test_gaps_page_shows_the_gaps_largest_first(client, catalog) -> None:
         str(catalog.ornament("horse-h")),
     ]
     assert "$90.00 at" in html and "$10.00 (11.1 %)" in html
+    as_of = datetime.fromisoformat(get(client, "/v1/market/gaps")["as_of"])
+    moment = as_of.astimezone(UTC).isoformat(timespec="seconds")
+    assert f'as of <time datetime="{moment}">' in html  # the page says how old its figures are
 
 
 def test_gaps_page_filters_by_shop_and_year(client, catalog) -> None:
@@ -427,6 +430,7 @@ def test_rarest_page_on_hand_made_histories(client, histories) -> None:
     rows = re.findall(r'<tr class="rarity" data-ornament="(\d+)">', html)
     assert rows == [str(histories[key]) for key in ("never-o", "pair-h", "globe-o")]
     assert "33.3 %" in html and "+25.0 % (1 offer)" in html
+    assert "Brought up to date after every crawl; as of <time" in html
     assert client.get("/market/rare", query_string={"sort": "x"}).status_code == 400
 
 

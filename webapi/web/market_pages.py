@@ -18,7 +18,7 @@ from werkzeug.exceptions import NotFound
 from christmas_spiders.storage.schema import ornaments, products
 from christmas_spiders.vendors import VENDORS
 from webapi import db, schemas
-from webapi.market import gaps, rare, year_index, years
+from webapi.market import common, gaps, rare, year_index, years
 from webapi.web import formatting, index_charts
 from webapi.web.forms import arguments, page_url
 from webapi.web.views import blueprint
@@ -58,6 +58,7 @@ def gaps_page():
         conditions=formatting.CONDITIONS,
         sorts=_sort_names(gaps.SORT_CHOICES),
         csv_url=page_url("web.gaps_csv", form, cursor=None),
+        as_of=common.as_of(db.reader(), "market_gaps"),
         **_cursor_pages("web.gaps_page", form, next_cursor),
     )
 
@@ -79,6 +80,7 @@ def rare_page():
         args=form,
         ornaments=rows,
         sorts=_sort_names(rare.SORT_CHOICES),
+        as_of=common.as_of(db.reader(), "market_rarity"),
         **_cursor_pages("web.rare_page", form, next_cursor),
     )
 
