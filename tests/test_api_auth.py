@@ -322,6 +322,27 @@ def test_the_api_role_reads_and_may_touch_last_used_at_only(database_url, engine
         connection.close()
 
 
+def test_upgrade_grants_the_api_role_only_what_is_missing(database_url, engine) -> None:
+    """A process start's upgrade leaves right grants alone (no catalog row rewritten: a market
+    refresh analysing the same rows deadlocked with it) and puts wrong ones right."""
+
+    def products_row_version() -> str:
+        with engine.connect() as connection:
+            query = "SELECT xmin::text FROM pg_class WHERE relname = 'products'"
+            return connection.execute(sa.text(query)).scalar_one()
+
+    settings = Config(database_url=database_url)
+    before = products_row_version()
+    database.upgrade(engine, settings)
+    assert products_row_version() == before  # nothing granted again
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"GRANT INSERT ON products TO {ROLE}"))
+    database.upgrade(engine, settings)
+    with engine.connect() as connection:
+        query = "SELECT has_table_privilege(:role, 'products', 'INSERT')"
+        assert connection.execute(sa.text(query), {"role": ROLE}).scalar_one() is False
+
+
 def test_the_api_connects_as_its_role_with_read_only_transactions(app: Flask) -> None:
     dbs = app.extensions["christmas_db"]
     assert dbs.primary_session.mode == "role"

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from christmas_spiders.storage import market
+from christmas_spiders.storage import locks, market
 from christmas_spiders.storage.products import upsert_products
 from christmas_spiders.storage.schema import market_refreshes
 
@@ -94,7 +94,7 @@ def test_two_refreshes_at_once_both_succeed(engine: Engine) -> None:
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
                     "AND objid = :key"
                 ),
-                {"key": market.REFRESH_LOCK},
+                {"key": locks.MARKET_REFRESH},
             ).scalar()
 
     def second_refresh() -> market.Refresh:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from christmas_spiders.config import Config, ConfigError
 from christmas_spiders.errors import one_line
-from christmas_spiders.storage import embedded, market, runs
+from christmas_spiders.storage import embedded, locks, market, runs
 from christmas_spiders.storage.schema import (
     api_keys,
     crawl_runs,
@@ -40,8 +40,6 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS = resources.files("christmas_spiders.storage") / "migrations"
 HISTORY_TRIGGER = "products_history"
-# pg_advisory_xact_lock key that serialises concurrent `upgrade` runs ("xmas" in ASCII).
-_UPGRADE_LOCK = 0x786D6173
 
 
 class SchemaMismatch(RuntimeError):
@@ -108,7 +106,7 @@ def upgrade(engine: Engine, config: Config) -> None:
     Idempotent, and safe when several processes start at once (an advisory lock serialises them).
     """
     with engine.begin() as connection:
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK)))
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(locks.SCHEMA)))
         before = current_revision(connection)
         command.upgrade(_alembic_config(connection), "head")
         _install_history_trigger(connection, config)
@@ -213,6 +211,25 @@ def _pgcode(error: DBAPIError) -> str | None:
     return getattr(error.orig, "pgcode", None)
 
 
+def _api_role_privileges(connection: Connection, role: str) -> set[tuple[str, str]] | None:
+    """The role's (table, privilege) grants in this schema, or None when anything else is
+    missing: USAGE of the schema, UPDATE of api_keys.last_used_at."""
+    query = sa.text(
+        """
+        SELECT has_schema_privilege(:role, current_schema(), 'USAGE')
+           AND has_column_privilege(:role, 'api_keys', 'last_used_at', 'UPDATE') AS rest,
+               array(SELECT c.relname || ' ' || a.privilege_type
+                       FROM pg_class c, aclexplode(c.relacl) a
+                      WHERE c.relnamespace = current_schema()::regnamespace
+                        AND a.grantee = to_regrole(:role)) AS grants
+        """
+    )
+    rest, grants = connection.execute(query, {"role": role}).one()
+    if not rest:
+        return None
+    return {tuple(grant.split(" ", 1)) for grant in grants}
+
+
 def _install_api_role(connection: Connection, config: Config) -> None:
     """Create the API's role (LOGIN, no password: set one for a URL that names it) and grant it
     SELECT on what the API reads, plus UPDATE of api_keys.last_used_at and nothing else.
@@ -253,6 +270,11 @@ def _install_api_role(connection: Connection, config: Config) -> None:
     every_table = sql.SQL(", ").join(
         sql.Identifier(name) for name in (*sorted(metadata.tables), "alembic_version")
     )
+    names = [table.name for table in API_READABLE_TABLES] + [*market.VIEWS, "alembic_version"]
+    if _api_role_privileges(connection, role) == {(name, "SELECT") for name in names}:
+        # Granted already: no catalog writes at every process start (they took row locks on
+        # pg_class that a market refresh's ANALYZE of the same rows waited on: deadlocks).
+        return
     statements = [
         sql.SQL("REVOKE ALL ON {} FROM {}").format(every_table, identifier),
         sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(identifier),

@@ -4,9 +4,10 @@ The price gaps and rarity are materialized views (migration 0011); `refresh_mark
 them, step by step in dependency order, each `REFRESH MATERIALIZED VIEW CONCURRENTLY` (readers
 keep reading the previous rows until the transaction commits), under a transaction-level
 advisory lock so that two refreshes never interleave: the second waits, then refreshes again
-from what the first could not see. `market_refreshes` gets each step's duration and the
-refresh's moment: its transaction's start, the `now()` rarity counts to, and the `as_of` of the
-market answers (their figures are at least that fresh).
+from what the first could not see; nor while a schema upgrade runs (storage.locks).
+`market_refreshes` gets each step's duration and the refresh's moment: its transaction's
+start, the `now()` rarity counts to, and the `as_of` of the market answers (their figures are
+at least that fresh).
 
 It runs when a crawl run that stored any change ends (extensions.CrawlRunRecorder), after a
 relink (catalog.relink), daily from the scheduler (rarity's shares move with the clock), and by
@@ -29,13 +30,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from christmas_spiders.errors import one_line
+from christmas_spiders.storage import locks
 from christmas_spiders.storage.market_index import refresh_year_index
 from christmas_spiders.storage.schema import market_refreshes
 
 logger = logging.getLogger(__name__)
 
-# pg_advisory_xact_lock key of the refresh ("mkt" in ASCII).
-REFRESH_LOCK = 0x6D6B74
 # The refresh's queries sort every offer and every stock event: in memory, and without JIT
 # compilation (at the benchmark's size it took longer than the queries: 5.6 of 10 s).
 _SETTINGS = {"work_mem": "64MB", "jit": "off"}
@@ -151,7 +151,8 @@ def refresh_market(connection: Connection, timeout: float | None = None) -> Refr
         settings["statement_timeout"] = f"{int(timeout * 1000)}"
     for name, value in settings.items():  # for this transaction only
         connection.execute(sa.select(sa.func.set_config(name, value, True)))
-    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(REFRESH_LOCK)))
+    connection.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(locks.SCHEMA)))
+    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(locks.MARKET_REFRESH)))
     done = Refresh()
     for step in STEPS:
         step_started = time.monotonic()
