@@ -734,7 +734,9 @@ def test_an_announced_quick_sync_is_worked_by_two_workers(
         for item in replica.expected_items(HOOH)
         if item.price is not None and item.regular_price is None
     ]
-    changed = ordinary[:3]
+    # The three read last: the refresh takes the oldest page, which must not be a changed one.
+    read_order = sorted(ordinary, key=lambda key: (before[key]["page_read_at"], before[key]["id"]))
+    changed = read_order[-3:]
     for key in changed:
         replica.set_product(HOOH, key, price=str(before[key]["price"] + 1))
     served = len(replica.requests(HOOH, "product"))
