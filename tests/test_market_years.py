@@ -19,7 +19,12 @@ from sqlalchemy.engine import Engine
 
 from christmas_spiders.storage import market, market_index
 from christmas_spiders.storage.products import upsert_products
-from christmas_spiders.storage.schema import product_changes, products
+from christmas_spiders.storage.schema import (
+    market_year_index,
+    market_year_steps,
+    product_changes,
+    products,
+)
 from webapi import auth, create_app
 from webapi.market import year_index
 
@@ -235,3 +240,29 @@ def test_a_relink_rebuilds_both_series(database_url) -> None:
     _refresh(engine, rebuild=True)
     assert {year: _points(engine, year) for year in (2016, 2017)} == relinked
     engine.dispose()
+
+
+def test_without_years_named_the_newest_ten_priced_years_are_compared(engine: Engine) -> None:
+    """Twelve years priced today and one not: the default is the newest ten priced; a range
+    names every priced year in it."""
+    today = datetime.now(UTC).date()
+    steps = [
+        {
+            "condition": "boxed",
+            "year": year,
+            "day": today,
+            "ornaments": 0 if year == 2002 else 3,
+            "matched": 0,
+            "log_step": None,
+        }
+        for year in range(1990, 2003)
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(market_year_steps), steps)
+        connection.execute(sa.insert(market_year_index).values(base_day=today, as_of=sa.func.now()))
+    now = datetime.now(UTC)
+    with engine.connect() as connection:
+        newest = year_index.year_indexes(connection, None, "boxed", 7, now, newest=10)
+        every = year_index.year_indexes(connection, None, "boxed", 7, now, 1990, 2002)
+    assert list(newest) == list(range(1992, 2002))  # 2002 has nothing priced
+    assert list(every) == list(range(1990, 2002))

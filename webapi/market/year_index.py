@@ -30,9 +30,10 @@ WITH days AS (
 ), years AS (
     SELECT unnest(CAST(:years AS int[])) AS year WHERE :years IS NOT NULL
     UNION
-    SELECT DISTINCT year FROM market_year_steps
-     WHERE :years IS NULL AND condition = :condition AND day BETWEEN :first AND :last
-       AND year BETWEEN :from AND :to
+    (SELECT DISTINCT year FROM market_year_steps
+      WHERE :years IS NULL AND condition = :condition AND day BETWEEN :first AND :last
+        AND year BETWEEN :from AND :to AND ornaments > 0
+      ORDER BY year DESC LIMIT :newest)
 ), steps AS (
     SELECT year, day, ornaments, matched, log_step FROM market_year_steps
      WHERE condition = :condition AND day BETWEEN :first AND :last
@@ -66,11 +67,13 @@ def year_indexes(
     now: datetime,
     years_from: int = 0,
     years_to: int = 9999,
+    newest: int | None = None,
 ) -> dict[int, list[Row]]:
-    """The index of each of `years` (None: every year with an ornament priced in the window,
-    between `years_from` and `years_to`) in `condition` on each of the last `days` days up to
-    `now` (or the last refresh): year → [(day, ornaments, matched, index)], oldest first, 100
-    on the first day; years in order. Empty before the first refresh."""
+    """The index of each of `years` (None: the years with an ornament priced in the window,
+    between `years_from` and `years_to`, the `newest` of them if given) in `condition` on each
+    of the last `days` days up to `now` (or the last refresh): year → [(day, ornaments,
+    matched, index)], oldest first, 100 on the first day; years in order. Empty before the
+    first refresh."""
     refreshed = as_of(connection)
     if refreshed is None:
         return {}
@@ -85,6 +88,7 @@ def year_indexes(
             "last": last,
             "from": years_from,
             "to": years_to,
+            "newest": newest,
         },
     ).all()
     found: dict[int, list[Row]] = {year: [] for year in sorted(set(years or ()))}

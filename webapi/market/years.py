@@ -20,6 +20,10 @@ blueprint = v1.Blueprint(
 )
 
 
+# The years compared when none are named (as the years page does): a chart stays readable.
+NEWEST_YEARS = 10
+
+
 class YearIndexArgs(schemas.Query):
     condition = common.condition_field("The condition priced: only offers in it count.")
     days = common.days_field(2, "How many days back, today included (100 on the first).")
@@ -32,7 +36,10 @@ def _year_field(**kwargs: Any) -> fields.Integer:
 class YearsArgs(YearIndexArgs):
     year = fields.List(
         _year_field(),
-        metadata={"description": "These years (repeatable); else every year with a point."},
+        metadata={
+            "description": "These years (repeatable); else, without `from` and `to`, the newest "
+            f"{NEWEST_YEARS} years with an ornament priced in the window."
+        },
     )
     from_ = _year_field(data_key="from", metadata={"description": "Years from this one."})
     to = _year_field(metadata={"description": "Years up to this one."})
@@ -79,6 +86,7 @@ class YearIndexes(ma.Schema):
 
 
 def _indexes(args: dict[str, Any], years: list[int] | None) -> dict[int, list[Any]]:
+    named_range = "from_" in args or "to" in args
     return year_index.year_indexes(
         db.reader(),
         years,
@@ -87,6 +95,7 @@ def _indexes(args: dict[str, Any], years: list[int] | None) -> dict[int, list[An
         datetime.now(UTC),
         args.get("from_", schemas.YEAR_MIN),
         args.get("to", schemas.YEAR_MAX),
+        newest=None if years is not None or named_range else NEWEST_YEARS,
     )
 
 
@@ -101,7 +110,8 @@ def _check_year(year: int) -> None:
 def get_year_indexes(args: dict[str, Any]):
     """The price index of every year of release (or of `year`, or `from`–`to`) on the same
     days, for one chart: each 100 on the window's first day, with the ornaments behind each
-    point. Without `year`, only the years with an ornament priced in the window."""
+    point. Without `year`, the newest ten years with an ornament priced in the window (with
+    `from`/`to`, every such year in that range)."""
     found = _indexes(args, args.get("year"))
     return {
         "condition": args["condition"],

@@ -24,7 +24,6 @@ from webapi.web.forms import arguments, page_url
 from webapi.web.views import blueprint
 
 GAPS_PER_PAGE = RARE_PER_PAGE = 50
-COMPARED_YEARS = 10  # the years the years page compares unless told which: the newest priced
 MAX_YEARS = 12  # lines on one chart, at most
 
 
@@ -190,11 +189,12 @@ def _year_indexes(
 def _newest_priced(
     connection: Connection, condition: str, days: int, now: datetime
 ) -> dict[int, list[Row]]:
-    """The indexes of the newest COMPARED_YEARS years with an ornament priced in the window,
+    """The indexes of the newest years with an ornament priced in the window (years.NEWEST_YEARS),
     newest first."""
-    found = year_index.year_indexes(connection, None, condition, days, now)
-    priced = [year for year, rows in found.items() if any(row.ornaments for row in rows)]
-    return {year: found[year] for year in sorted(priced, reverse=True)[:COMPARED_YEARS]}
+    found = year_index.year_indexes(
+        connection, None, condition, days, now, newest=years.NEWEST_YEARS
+    )
+    return {year: found[year] for year in sorted(found, reverse=True)}
 
 
 def _offered_years(connection: Connection, condition: str) -> list[int]:
