@@ -355,7 +355,8 @@ def _market_workload(engine: Engine) -> dict[str, list[str]]:
         "market year index (one year, 90 days)": [
             f"/v1/market/years/{rng.choice(years)}" for _ in range(200)
         ],
-        "market years (every year compared, 90 days)": ["/v1/market/years"],
+        "market years (the default: the newest 10 compared, 90 days)": ["/v1/market/years"],
+        "market years (every year, from=, 90 days)": [f"/v1/market/years?from={min(years)}"],
     }
 
 
