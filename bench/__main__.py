@@ -5,7 +5,7 @@
     python -m bench --only 1,4 [--output FILE]
     python -m bench --report-only        # results.md again from results.json + NOTES.md
 
-One session (bench.common.Session) holds the services — the local PostgreSQL that `make test`
+One session (bench.session.Session) holds the services — the local PostgreSQL that `make test`
 uses (or DATABASE_URL / TEST_DATABASE_URL; an embedded one if none answers) and Redis
 (REDIS_URL or 127.0.0.1:6379) — and one replica of the three shops (20,000 products each),
 shared by the figures; each figure's script also runs alone (`python -m bench.<script>`).
@@ -46,8 +46,20 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import common
-from bench.common import Row, Session, log
+from bench.constants import PROJECT_ROOT
+from bench.report import (
+    Detail,
+    Row,
+    log,
+    machine,
+    markdown,
+    render_details,
+    rows_table,
+    stdout_to_stderr,
+    versions,
+)
+from bench.services import child_env
+from bench.session import Session
 from christmas_spiders.errors import one_line
 
 BENCH = Path(__file__).resolve().parent
@@ -104,8 +116,8 @@ def api_rows(session: Session) -> list[Row]:
     log("API: " + " ".join(command[1:]))
     output = subprocess.run(
         command,
-        cwd=common.PROJECT_ROOT,
-        env=common.child_env(DATABASE_URL=session.services.server_url, LOG_LEVEL="WARNING"),
+        cwd=PROJECT_ROOT,
+        env=child_env(DATABASE_URL=session.services.server_url, LOG_LEVEL="WARNING"),
         capture_output=True,
         text=True,
         timeout=1500,
@@ -250,13 +262,13 @@ def record(
         "timing": timing,
         "machine": {**machine, "load at the end": _load() + " (1 / 5 / 15 min)"},
         "services": session.services.server_kind + "; Redis " + session.services.redis_url,
-        "versions": {**common.versions(), **session.services.versions()},
+        "versions": {**versions(), **session.services.versions()},
     }
 
 
 def report(data: dict) -> str:
     rows = [Row(**row) for row in data["rows"]]
-    details = [common.Detail(**detail) for detail in data["details"]]
+    details = [Detail(**detail) for detail in data["details"]]
     started = datetime.fromisoformat(data["started"])
     met = [row for row in rows if row.met is True]
     missed = [row for row in rows if row.met is False]
@@ -270,11 +282,11 @@ def report(data: dict) -> str:
         f"({'quick sizes' if data['quick'] else 'full sizes'}). {summary}; the notes below "
         "say what bounds each missed goal and what to change.",
         "",
-        common.rows_table(rows),
+        rows_table(rows),
         "",
         "## Machine",
         "",
-        common.markdown(
+        markdown(
             ["", ""],
             [
                 *data["machine"].items(),
@@ -290,7 +302,7 @@ def report(data: dict) -> str:
         "timings carry that noise (load per figure below). Counts (figures 1, 4) and memory "
         "(figure 8) do not depend on it; rates, CPU shares and latencies do.",
         "",
-        common.markdown(
+        markdown(
             ["figure", "seconds", "load before (1 / 5 / 15 min)", "load after"],
             [
                 [f"{n}. {TITLES[n]}", f"{t['seconds']:.0f}", t["load_before"], t["load_after"]]
@@ -300,7 +312,7 @@ def report(data: dict) -> str:
         "",
         "## Details",
         "",
-        common.render_details(sorted(details, key=lambda d: int(d.figure))),
+        render_details(sorted(details, key=lambda d: int(d.figure))),
     ]
     if NOTES.exists():
         lines += ["", NOTES.read_text(encoding="utf-8").strip()]
@@ -342,14 +354,20 @@ def main(argv: list[str] | None = None) -> int:
     if output is None and full:
         output = RESULTS
     started = datetime.now(UTC)
-    machine = common.machine()
+    machine_facts = machine()
     began = time.monotonic()
-    with common.stdout_to_stderr():
+    with stdout_to_stderr():
         rows, session, timing = run(figures, args.quick)
     try:
         arguments = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
         data = record(
-            rows, session, timing, started, time.monotonic() - began, arguments.strip(), machine
+            rows,
+            session,
+            timing,
+            started,
+            time.monotonic() - began,
+            arguments.strip(),
+            machine_facts,
         )
     finally:
         session.close()

@@ -7,7 +7,7 @@ worker runs while 10,000 price changes are committed as batched UPDATEs (100 pro
 transaction, a transaction every 10 ms, as a busy crawl writes); each change's latency is its
 arrival at the receiver minus its transaction's commit. Catch-up: the worker is stopped, the
 backlog is written, the worker is started again; the rate counts from that start to the last
-delivery. Runs in a scratch database of the real PostgreSQL (bench.common.Services).
+delivery. Runs in a scratch database of the real PostgreSQL (bench.services.Services).
 `--quick`: 300 changes and a 1,000-change backlog.
 """
 
@@ -23,7 +23,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench.common import Row, Session, log, markdown, percentile, standalone
+from bench.report import Row, log, markdown, percentile
+from bench.session import Session, standalone
 from christmas_spiders import config
 from christmas_spiders.storage import database
 from christmas_spiders.storage.products import upsert_products

@@ -19,20 +19,11 @@ crawler, chromedriver, Chromium and every helper it starts; user + system), not 
 from __future__ import annotations
 
 from bench import prototype
-from bench.common import (
-    HO,
-    SHORT,
-    UNTHROTTLED,
-    VENDORS,
-    Row,
-    Session,
-    log,
-    markdown,
-    replica_control,
-    scrapy_crawl,
-    standalone,
-)
+from bench.constants import HO, SHORT, UNTHROTTLED, VENDORS
 from bench.crawl_efficiency import full_sync
+from bench.crawls import replica_control, scrapy_crawl
+from bench.report import Row, log, markdown
+from bench.session import Session, standalone
 from tests.replica.catalog import ShopCatalog, generate
 
 FIGURE = "2"

@@ -19,21 +19,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bench.common import (
-    HO,
-    OS,
-    SHORT,
-    UNTHROTTLED,
-    VENDORS,
-    Crawl,
-    Row,
-    Session,
-    log,
-    markdown,
-    replica_control,
-    scrapy_crawl,
-    standalone,
-)
+from bench.constants import HO, OS, SHORT, UNTHROTTLED, VENDORS
+from bench.crawls import Crawl, replica_control, scrapy_crawl
+from bench.report import Row, log, markdown
+from bench.session import Session, standalone
 from tests.replica.catalog import ShopCatalog, generate
 from tests.replica.shops.ornament_shop import PER_PAGE as OS_PER_PAGE
 

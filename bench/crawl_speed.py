@@ -14,7 +14,10 @@ the AutoThrottle target we had before (2, what Scrapy's docs suggest), same run.
 
 from __future__ import annotations
 
-from bench.common import HOOH, SHORT, Row, Session, log, markdown, scrapy_crawl, standalone
+from bench.constants import HOOH, SHORT
+from bench.crawls import scrapy_crawl
+from bench.report import Row, log, markdown
+from bench.session import Session, standalone
 
 FIGURE = "3"
 LATENCY_MS = 100

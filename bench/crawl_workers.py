@@ -31,20 +31,11 @@ import psutil
 import redis
 import sqlalchemy as sa
 
-from bench.common import (
-    HOOH,
-    PROJECT_ROOT,
-    SHORT,
-    UNTHROTTLED,
-    Row,
-    Session,
-    child_env,
-    log,
-    markdown,
-    process_cpu_seconds,
-    scrapy_command,
-    standalone,
-)
+from bench.constants import HOOH, PROJECT_ROOT, SHORT, UNTHROTTLED
+from bench.crawls import process_cpu_seconds, scrapy_command
+from bench.report import Row, log, markdown
+from bench.services import child_env
+from bench.session import Session, standalone
 from christmas_spiders import config
 from christmas_spiders.distributed.announce import announce_run
 from christmas_spiders.storage import database

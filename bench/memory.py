@@ -39,24 +39,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench import auditor_latency, chromium_flags, storage_upserts
-from bench.common import (
-    HO,
-    HOOH,
-    MB,
-    PROJECT_ROOT,
-    SHORT,
-    UNTHROTTLED,
-    VENDORS,
-    Crawl,
-    Row,
-    Session,
-    child_env,
-    log,
-    markdown,
-    mb,
-    standalone,
-)
+from bench.constants import HO, HOOH, MB, PROJECT_ROOT, SHORT, UNTHROTTLED, VENDORS
 from bench.crawl_efficiency import full_sync
+from bench.crawls import Crawl
+from bench.report import Row, log, markdown, mb
+from bench.services import child_env
+from bench.session import Session, standalone
 from christmas_spiders import config
 from christmas_spiders.errors import one_line
 from christmas_spiders.storage import database

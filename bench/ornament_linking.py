@@ -36,7 +36,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench.common import Row, Session, log, standalone
+from bench.report import Row, log
+from bench.session import Session, standalone
 from christmas_spiders.catalog.linker import link_all, listing_from_item
 from christmas_spiders.catalog.measure import PairScores, pairwise_scores
 from christmas_spiders.config import Config

@@ -37,8 +37,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bench import common
-from bench.common import SHORT, Crawl, Row, Session, log
+from bench.constants import HO, SHORT, UNTHROTTLED, VENDORS
+from bench.crawls import Crawl, read_run, replica_control, scrapy_crawl
+from bench.report import Row, log, markdown, percentile
+from bench.services import query
+from bench.session import Session, standalone
 from christmas_spiders import config
 from christmas_spiders.config.schedule import (
     DAY,
@@ -98,7 +101,7 @@ def _change(origin: str, vendor: str, size: int) -> dict[str, str]:
     candidates = _ordinary(vendor, size)
     count = max(3, round(size * CHANGED_SHARE))
     picked = random.Random(f"{vendor}-{size}").sample(candidates, count)
-    kinds = ("price", "sale") if vendor == common.HO else ("price", "sale", "stock")
+    kinds = ("price", "sale") if vendor == HO else ("price", "sale", "stock")
     made = {}
     for number, product in enumerate(picked):
         kind = kinds[number % len(kinds)]
@@ -113,14 +116,14 @@ def _change(origin: str, vendor: str, size: int) -> dict[str, str]:
         else:
             flipped = "available" if product.availability != "available" else "unavailable"
             body = {"availability": flipped}
-        common.replica_control(origin, f"products/{product.vendor_product_id}", body)
+        replica_control(origin, f"products/{product.vendor_product_id}", body)
         made[product.vendor_product_id] = kind
     return made
 
 
 def _correct(origin: str, url: str, vendor: str, changed: dict[str, str]) -> int:
     """How many changed products the database holds exactly as the replica shows them now."""
-    found = common.query(
+    found = query(
         url,
         "SELECT * FROM products WHERE vendor = :vendor AND vendor_product_id = ANY(:ids)",
         vendor=vendor,
@@ -129,7 +132,7 @@ def _correct(origin: str, url: str, vendor: str, changed: dict[str, str]) -> int
     rows = {row.vendor_product_id: row for row in found}
     right = 0
     for key in changed:
-        truth = common.replica_control(origin, f"catalog/{key}")["expected_item"]
+        truth = replica_control(origin, f"catalog/{key}")["expected_item"]
         row = rows.get(key)
         if row is None or truth is None:
             continue
@@ -186,7 +189,7 @@ class _Auditor:
 
 def _price_changes(url: str, run_id: int | None) -> list[str]:
     """Our product ids of the run's price changes."""
-    found = common.query(
+    found = query(
         url,
         "SELECT product_id FROM product_changes WHERE crawl_run_id = :run AND field = 'price'",
         run=run_id,
@@ -196,13 +199,13 @@ def _price_changes(url: str, run_id: int | None) -> list[str]:
 
 def _crawl(session: Session, vendor: str, url: str, label: str, **arguments: str) -> Crawl:
     """`scrapy crawl vendor` on the replica with politeness off, measured."""
-    return common.scrapy_crawl(
+    return scrapy_crawl(
         vendor,
         url,
         session.work,
         origin=session.replica().base_urls[vendor],
         arguments=arguments,
-        settings=common.UNTHROTTLED,
+        settings=UNTHROTTLED,
         label=label,
     )
 
@@ -210,7 +213,7 @@ def _crawl(session: Session, vendor: str, url: str, label: str, **arguments: str
 def _shop(session: Session, vendor: str) -> ShopResult:
     size = session.size
     origin = session.replica().base_urls[vendor]
-    common.replica_control(origin, "reset", {})
+    replica_control(origin, "reset", {})
     url = session.services.scratch_database()
     log(f"quick sync, {SHORT[vendor]} {size:,}: the full sync it starts from")
     full = _crawl(session, vendor, url, "full")
@@ -219,7 +222,7 @@ def _shop(session: Session, vendor: str) -> ShopResult:
     log(f"  {len(changed)} products changed on the listings; the quick sync")
     with _Auditor(url) as auditor:
         quick = _crawl(session, vendor, url, "quick", mode="quick")
-        run = common.read_run(url, vendor, quick.run_id)
+        run = read_run(url, vendor, quick.run_id)
         assert run is not None, "the quick sync recorded its run"
         prices = _price_changes(url, quick.run_id)
         if not auditor.receiver.wait_for(lambda r: r.events_delivered >= len(prices), 120):
@@ -280,7 +283,7 @@ class _Day:
 
     @property
     def p95(self) -> float:
-        return common.percentile(self.minutes, 0.95)
+        return percentile(self.minutes, 0.95)
 
     def text(self) -> str:
         return f"{self.ratio:.2f}×, {self.p50:.0f} / {self.p95:.0f} min"
@@ -346,7 +349,7 @@ def _rows(result: ShopResult, years: list[int], rng: random.Random) -> list[Row]
             f"p50 / p95 (default schedule: quick syncs every {every})",
             f"{day.p50:.0f} / {day.p95:.0f} min",
             f"old daily full syncs: {statistics.median(old_hours):.1f} / "
-            f"{common.percentile(old_hours, 0.95):.1f} h; other trackers: every 3 h to daily",
+            f"{percentile(old_hours, 0.95):.1f} h; other trackers: every 3 h to daily",
             f"goal p95 ≤ {P95_GOAL_MINUTES:g} min",
             day.p95 <= P95_GOAL_MINUTES,
         ),
@@ -387,7 +390,7 @@ def _detail(result: ShopResult) -> list[str]:
 def measure(session: Session) -> list[Row]:
     logging.getLogger("webapi.auditor").setLevel(logging.WARNING)
     # --quick keeps the script working on one shop (the test suite's budget is small).
-    vendors = common.VENDORS[:1] if session.quick else common.VENDORS
+    vendors = VENDORS[:1] if session.quick else VENDORS
     results = [_shop(session, vendor) for vendor in vendors]
     rng = random.Random(16)
     catalog = generate(1, session.size)
@@ -418,9 +421,9 @@ def measure(session: Session) -> list[Row]:
         "full sync; the default schedule's day adds its weekly full syncs (1/7 of one). "
         "Requests exclude robots.txt; renders are HO's year grids."
     )
-    session.detail(FIGURE, "Quick sync per shop", common.markdown(headers, details) + text)
+    session.detail(FIGURE, "Quick sync per shop", markdown(headers, details) + text)
     return rows
 
 
 if __name__ == "__main__":
-    common.standalone(measure, __doc__.splitlines()[0])
+    standalone(measure, __doc__.splitlines()[0])

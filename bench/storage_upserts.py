@@ -23,19 +23,11 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bench.common import (
-    HOOH,
-    SHORT,
-    UNTHROTTLED,
-    Row,
-    Session,
-    log,
-    markdown,
-    replica_control,
-    scrapy_crawl,
-    standalone,
-)
+from bench.constants import HOOH, SHORT, UNTHROTTLED
 from bench.crawl_cost import sample_years
+from bench.crawls import replica_control, scrapy_crawl
+from bench.report import Row, log, markdown
+from bench.session import Session, standalone
 from christmas_spiders.config import Config
 from christmas_spiders.storage import database
 from christmas_spiders.storage.products import UpsertResult, upsert_products

@@ -11,17 +11,16 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 from christmas_spiders import config as config_module
 from christmas_spiders.config import Config
 from christmas_spiders.storage import database, embedded
+from tests.scratch_databases import ScratchDatabases
 
 pytest_plugins = ["tests.replica.pytest_plugin"]
 
@@ -34,11 +33,16 @@ def _url_for(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin_engine() -> Iterator[Engine]:
-    url = make_url(ADMIN_URL).set(drivername="postgresql+psycopg2")
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    yield engine
-    engine.dispose()
+def scratch_databases() -> Iterator[ScratchDatabases]:
+    """The session's databases on the test server: the template and each test's clone."""
+    databases = ScratchDatabases(ADMIN_URL, prefix="xmas_test")
+    yield databases
+    databases.close()
+
+
+@pytest.fixture(scope="session")
+def admin_engine(scratch_databases: ScratchDatabases) -> Engine:
+    return scratch_databases.admin
 
 
 def _load_config(**values: str) -> Config:
@@ -48,31 +52,21 @@ def _load_config(**values: str) -> Config:
 
 
 @pytest.fixture(scope="session")
-def template_database(admin_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> str:
-    name = f"xmas_template_{uuid.uuid4().hex[:8]}"
-    with admin_engine.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    settings = _load_config(
-        DATABASE_URL=_url_for(name), CHRISTMAS_DATA_DIR=str(tmp_path_factory.mktemp("data"))
+def template_database(
+    scratch_databases: ScratchDatabases, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    return scratch_databases.template(
+        lambda url: _load_config(DATABASE_URL=url, CHRISTMAS_DATA_DIR=data_dir)
     )
-    engine = database.get_engine(settings)
-    database.upgrade(engine, settings)
-    engine.dispose()
-    yield name
-    with admin_engine.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
-def database_url(admin_engine: Engine, template_database: str) -> Iterator[str]:
+def database_url(scratch_databases: ScratchDatabases, template_database: str) -> Iterator[str]:
     """A fresh, migrated database for this test (default audited fields)."""
-    name = f"xmas_test_{uuid.uuid4().hex[:12]}"
-    with admin_engine.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'))
-    url = _url_for(name)
+    url = scratch_databases.clone(template_database)
     yield url
-    with admin_engine.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    scratch_databases.drop(url)
 
 
 @pytest.fixture

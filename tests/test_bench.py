@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from bench import __main__ as runner
-from bench import api_latency
-from bench.common import Row, rows_table
+from bench import api_catalog
 from bench.crawl_efficiency import minimum
+from bench.report import Row, rows_table
 from tests.conftest import ADMIN_URL, PROJECT_ROOT
 from tests.replica.catalog import generate
 
@@ -114,7 +114,7 @@ def test_api_table_is_read_and_judged():
 def test_api_bench_catalog_links_ornaments_and_ends_its_history_at_each_product(engine):
     """Figure 6's generated catalog: ornaments at one to three shops, some no-box offers, and
     a year of history whose last rows are each product's current price and stock."""
-    api_latency._generate(engine, 600, 6)
+    api_catalog.generate(engine, 600, 6)
     with engine.connect() as connection:
         shops = connection.execute(
             sa.text(
