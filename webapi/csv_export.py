@@ -44,7 +44,8 @@ def lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator
 
 
 def download(filename: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Response:
-    """`rows` as a CSV download named `filename`, streamed."""
+    """`rows` as a CSV download named `filename`, streamed: they are read after the request's
+    own connections are closed, so `rows` is a list or holds a connection of its own."""
     return Response(
         lines(columns, rows),
         mimetype="text/csv",

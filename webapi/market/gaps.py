@@ -168,7 +168,8 @@ def csv_response(args: dict[str, Any]) -> Response:
     table = gap_queries.gaps(args)
     sort = args["sort"]
     query = pagination.ordered_all(sa.select(table), sorts(table)[sort.lstrip("-")], sort)
-    rows = db.reader().execute(query).mappings()  # one per gap: 23,249 at the bench's size
+    # Read whole within the request: the body is streamed after its connection is closed.
+    rows = db.reader().execute(query).mappings().all()  # one per gap: 18,380 on the bench
     return csv_export.download("price-gaps.csv", CSV_COLUMNS, rows)
 
 
