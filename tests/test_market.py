@@ -321,6 +321,30 @@ HISTORIES: dict[str, list[tuple[int, str, str | None, str]]] = {
 }
 
 
+def write_histories(
+    connection: sa.Connection,
+    ids: dict[str, int],
+    histories: dict[str, list[tuple[float, str, str | None, str]]],
+    now: datetime,
+) -> None:
+    """Each product's hand-made history (key → [(days before `now`, kind, field, new value)])
+    as its product_changes rows."""
+    connection.execute(
+        sa.insert(product_changes),
+        [
+            {
+                "product_id": ids[key],
+                "kind": kind,
+                "field": name,
+                "new_value": value,
+                "changed_at": now - timedelta(days=days),
+            }
+            for key, events in histories.items()
+            for days, kind, name, value in events
+        ],
+    )
+
+
 @pytest.fixture(scope="module")
 def histories(catalog: Catalog) -> dict[str, Any]:
     """RARE_ITEMS stored and linked by the store code, their history replaced by HISTORIES
@@ -340,20 +364,7 @@ def histories(catalog: Catalog) -> dict[str, Any]:
         )
         connection.execute(sa.delete(product_changes).where(c.product_id.in_(ids.values())))
         now = datetime.now(UTC)
-        connection.execute(
-            sa.insert(product_changes),
-            [
-                {
-                    "product_id": ids[key],
-                    "kind": kind,
-                    "field": name,
-                    "new_value": value,
-                    "changed_at": now - timedelta(days=days),
-                }
-                for key, events in HISTORIES.items()
-                for days, kind, name, value in events
-            ],
-        )
+        write_histories(connection, ids, HISTORIES, now)
     engine.dispose()
     refresh(catalog.url)
     return {"now": now, **{row.vendor_product_id: row.ornament_id for row in rows}}

@@ -8,7 +8,7 @@ import csv
 import io
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ from webapi.market import year_index
 from .conftest import _url_for
 from .test_api import get, owner_engine
 from .test_api_ornaments import HO, HOH, OS, Catalog, _item
+from .test_market import write_histories
 
 ITEMS = [
     # 2016: one ornament whose price rises, one that sells out, one that appears.
@@ -80,20 +81,7 @@ def _build(url: str) -> dict[str, int]:
         ids = dict(connection.execute(sa.select(p.vendor_product_id, p.id)).all())
         connection.execute(sa.delete(product_changes))
         now = datetime.now(UTC)
-        connection.execute(
-            sa.insert(product_changes),
-            [
-                {
-                    "product_id": ids[key],
-                    "kind": kind,
-                    "field": name,
-                    "new_value": value,
-                    "changed_at": now - timedelta(days=days),
-                }
-                for key, events in HISTORIES.items()
-                for days, kind, name, value in events
-            ],
-        )
+        write_histories(connection, ids, HISTORIES, now)
     _refresh(engine)
     engine.dispose()
     return ids
