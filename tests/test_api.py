@@ -246,6 +246,15 @@ def get(client: FlaskClient, url: str, expect: int = 200, /, **params: Any) -> A
     return response.get_json()
 
 
+def bad_parameter(client: FlaskClient, url: str, named: str, reason: str, **params: Any) -> Any:
+    """GET `url` with `params`: a 400 naming the parameter `named` alone, its message starting
+    with `reason`; the answer."""
+    error = get(client, url, 400, **params)
+    assert list(error["errors"]) == [named]
+    assert error["message"].startswith(f"invalid parameter {named}: {reason}")
+    return error
+
+
 def listed(catalog: Catalog, predicate: Callable[[dict], bool] = lambda _: True) -> list[int]:
     return sorted(
         row["id"]

@@ -23,7 +23,7 @@ from christmas_spiders.storage.schema import product_changes, products
 from webapi import auth, create_app
 
 from .conftest import _url_for
-from .test_api import get, owner_engine
+from .test_api import bad_parameter, get, owner_engine
 from .test_api_ornaments import HO, HOH, OS, Catalog, _item, seed
 
 
@@ -187,9 +187,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("params", "named", "reason"), BAD_INPUT, ids=[n for _, n, _ in BAD_INPUT])
 def test_bad_gap_input_is_400_naming_the_parameter(client, params, named, reason) -> None:
-    error = get(client, "/v1/market/gaps", 400, **params)
-    assert list(error["errors"]) == [named]
-    assert error["message"].startswith(f"invalid parameter {named}: {reason}")
+    bad_parameter(client, "/v1/market/gaps", named, reason, **params)
 
 
 def test_a_gap_cursor_works_only_with_its_sort(client) -> None:
@@ -429,9 +427,7 @@ RARE_BAD_INPUT = [
     ("params", "named", "reason"), RARE_BAD_INPUT, ids=[n for _, n, _ in RARE_BAD_INPUT]
 )
 def test_bad_rarity_input_is_400_naming_the_parameter(client, params, named, reason) -> None:
-    error = get(client, "/v1/market/rare", 400, **params)
-    assert list(error["errors"]) == [named]
-    assert error["message"].startswith(f"invalid parameter {named}: {reason}")
+    bad_parameter(client, "/v1/market/rare", named, reason, **params)
 
 
 def test_rarest_page_on_hand_made_histories(client, histories) -> None:
