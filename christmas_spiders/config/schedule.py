@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import islice, takewhile
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -297,20 +299,27 @@ class _Schedule(Strict):
         return replace(default, **data)
 
 
+def _cron_fires(kind: JobKind, timezone: str) -> Iterator[datetime]:
+    """A cron kind's fire times, in UTC, from a fixed moment (2024-01-01 in `timezone`: the
+    same answer always) on, until the expression has no more."""
+    assert kind.cron, "a job kind has a cron expression or an interval"
+    trigger = CronTrigger.from_crontab(kind.cron, timezone=ZoneInfo(timezone))
+    previous, moment = None, _FIXED_START.replace(tzinfo=ZoneInfo(timezone))
+    while (moment := trigger.get_next_fire_time(previous, moment)) is not None:
+        yield moment.astimezone(UTC)  # in UTC: the same zone's datetimes subtract as wall clocks
+        previous, moment = moment, moment + timedelta(seconds=1)
+
+
+_FIXED_START = datetime(2024, 1, 1)
+
+
 def runs_per_day(kind: JobKind, timezone: str = "UTC") -> float:
     """How often a job of this kind runs a day: DAY / interval, or a cron expression's fire
     times over a week, divided by 7."""
     if kind.interval:
         return DAY / kind.interval
-    assert kind.cron, "a job kind has a cron expression or an interval"
-    trigger = CronTrigger.from_crontab(kind.cron, timezone=ZoneInfo(timezone))
-    start = datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone))  # a fixed week: same answer always
-    fires, moment, previous = 0, start, None
-    while True:
-        moment = trigger.get_next_fire_time(previous, moment)
-        if moment is None or moment >= start + timedelta(days=7):
-            return fires / 7
-        fires, previous, moment = fires + 1, moment, moment + timedelta(seconds=1)
+    end = _FIXED_START.replace(tzinfo=ZoneInfo(timezone)) + timedelta(days=7)
+    return sum(1 for _ in takewhile(lambda moment: moment < end, _cron_fires(kind, timezone))) / 7
 
 
 def longest_gap(kind: JobKind, timezone: str = "UTC") -> float:
@@ -318,22 +327,17 @@ def longest_gap(kind: JobKind, timezone: str = "UTC") -> float:
     the longest gap between a cron expression's fire times over a year (DST included)."""
     if kind.interval:
         return kind.interval
-    assert kind.cron, "a job kind has a cron expression or an interval"
-    trigger = CronTrigger.from_crontab(kind.cron, timezone=ZoneInfo(timezone))
-    start = datetime(2024, 1, 1, tzinfo=ZoneInfo(timezone))  # a fixed year: same answer always
-    end, longest, previous = start + timedelta(days=366), 0.0, None
-    moment = trigger.get_next_fire_time(None, start)
+    end = _FIXED_START.replace(tzinfo=ZoneInfo(timezone)) + timedelta(days=366)
+    longest, previous, fires = 0.0, None, 0
     # Fire by fire, up to a year or 10,000 fires (a job firing that often has no long gaps).
-    for _ in range(10_000):
-        if moment is None:
-            return math.inf
-        if previous is not None:  # in UTC: the same zone's datetimes subtract as wall clocks
-            longest = max(longest, (moment.astimezone(UTC) - previous).total_seconds())
+    for moment in islice(_cron_fires(kind, timezone), 10_000):
+        fires += 1
+        if previous is not None:
+            longest = max(longest, (moment - previous).total_seconds())
         if moment >= end:
-            break
-        previous = moment.astimezone(UTC)
-        moment = trigger.get_next_fire_time(moment, moment + timedelta(seconds=1))
-    return longest
+            return longest
+        previous = moment
+    return longest if fires == 10_000 else math.inf  # else the expression stopped firing
 
 
 def schedule_field() -> Object:
